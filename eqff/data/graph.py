@@ -1,0 +1,66 @@
+"""Building eqff graphs (dicts of tensors, see :mod:`eqff.data.keys`) and batching them."""
+
+import numpy as np
+import torch
+
+from eqff.data import keys
+
+
+def structure_to_graph(
+    atomic_numbers: np.ndarray,
+    positions: np.ndarray,
+    cell: np.ndarray,
+    pbc: np.ndarray,
+    edge_index: np.ndarray,
+    cell_shifts: np.ndarray,
+    dtype: torch.dtype,
+    device: torch.device | str = "cpu",
+) -> dict[str, torch.Tensor]:
+    """A one-frame graph from numpy arrays in Å; ``cell_shifts`` are kept only if any pbc is set.
+
+    Args:
+        atomic_numbers: (n,); positions: (n, 3); cell: (3, 3); pbc: (3,);
+        edge_index: (2, E); cell_shifts: (E, 3) integer multiples of the cell vectors.
+        dtype: floating dtype of positions and cell (the model's).
+    """
+    graph = {
+        keys.ATOMIC_NUMBERS: torch.as_tensor(atomic_numbers, dtype=torch.long, device=device),
+        keys.POSITIONS: torch.as_tensor(positions, dtype=dtype, device=device),
+        keys.CELL: torch.as_tensor(cell, dtype=dtype, device=device).reshape(1, 3, 3),
+        keys.PBC: torch.as_tensor(pbc, dtype=torch.bool, device=device).reshape(1, 3),
+        keys.BATCH: torch.zeros(len(atomic_numbers), dtype=torch.long, device=device),
+        keys.EDGE_INDEX: torch.as_tensor(edge_index, dtype=torch.long, device=device),
+    }
+    if np.any(pbc):
+        graph[keys.CELL_SHIFTS] = torch.as_tensor(cell_shifts, dtype=dtype, device=device)
+    return graph
+
+
+def collate(graphs: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Join one-frame graphs into one batch graph.
+
+    Per-atom and per-edge fields are concatenated, ``edge_index`` is offset by the atoms before
+    each frame, ``batch`` numbers the frames, and per-frame fields (cell, pbc, energy, ...) are
+    stacked. If any frame has ``cell_shifts``, frames without them get zero shifts.
+    """
+    num_atoms = torch.tensor([len(g[keys.ATOMIC_NUMBERS]) for g in graphs])
+    offsets = torch.cumsum(num_atoms, 0) - num_atoms
+    batch: dict[str, torch.Tensor] = {}
+    for key in graphs[0]:
+        values = [g[key] for g in graphs]
+        if key == keys.EDGE_INDEX:
+            batch[key] = torch.cat([e + int(o) for e, o in zip(values, offsets)], dim=1)
+        elif key == keys.BATCH:
+            batch[key] = torch.repeat_interleave(torch.arange(len(graphs)), num_atoms)
+        elif key in (keys.CELL, keys.PBC, keys.STRESS):
+            batch[key] = torch.cat(values)
+        elif key == keys.ENERGY:
+            batch[key] = torch.stack([v.reshape(()) for v in values])
+        elif key != keys.CELL_SHIFTS:
+            batch[key] = torch.cat(values)
+    if any(keys.CELL_SHIFTS in g for g in graphs):
+        dtype = graphs[0][keys.POSITIONS].dtype
+        batch[keys.CELL_SHIFTS] = torch.cat(
+            [g.get(keys.CELL_SHIFTS, torch.zeros(g[keys.EDGE_INDEX].shape[1], 3, dtype=dtype)) for g in graphs]
+        )
+    return batch

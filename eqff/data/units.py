@@ -1,0 +1,52 @@
+"""Unit conversion factors, all derived from :mod:`ase.units`.
+
+Internal units are eV and Å. Each factor multiplies a value in the named unit to
+give it in eV (energies) or Å (lengths); divide to convert back.
+"""
+
+from typing import Final
+
+from ase import units
+
+KCAL_PER_MOL: Final[float] = units.kcal / units.mol
+"""1 kcal/mol in eV."""
+
+KJ_PER_MOL: Final[float] = units.kJ / units.mol
+"""1 kJ/mol in eV."""
+
+HARTREE: Final[float] = units.Hartree
+"""1 Hartree in eV."""
+
+NANOMETRE: Final[float] = units.nm
+"""1 nm in Å."""
+
+BOHR: Final[float] = units.Bohr
+"""1 Bohr in Å."""
+
+ENERGY_UNITS: Final[dict[str, float]] = {
+    "eV": 1.0,
+    "meV": 1e-3,
+    "kcal/mol": KCAL_PER_MOL,
+    "kJ/mol": KJ_PER_MOL,
+    "Hartree": HARTREE,
+}
+"""Energy units that data files may use, with their value in eV."""
+
+LENGTH_UNITS: Final[dict[str, float]] = {"Å": 1.0, "A": 1.0, "nm": NANOMETRE, "Bohr": BOHR}
+"""Length units that data files may use, with their value in Å."""
+
+
+def energy_unit_factor(unit: str) -> float:
+    """Return the value of one ``unit`` in eV; raise ``ValueError`` for an unknown unit."""
+    try:
+        return ENERGY_UNITS[unit]
+    except KeyError:
+        raise ValueError(f"unknown energy unit {unit!r}; known: {sorted(ENERGY_UNITS)}") from None
+
+
+def length_unit_factor(unit: str) -> float:
+    """Return the value of one ``unit`` in Å; raise ``ValueError`` for an unknown unit."""
+    try:
+        return LENGTH_UNITS[unit]
+    except KeyError:
+        raise ValueError(f"unknown length unit {unit!r}; known: {sorted(LENGTH_UNITS)}") from None

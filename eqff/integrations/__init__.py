@@ -1,0 +1,1 @@
+"""Bridges from eqff models to simulation engines (ASE, OpenMM)."""

@@ -1,0 +1,58 @@
+"""The ASE calculator: ``atoms.calc = EqffCalculator("painn-aspirin")``."""
+
+import os
+
+import numpy as np
+import torch
+from ase import Atoms
+from ase.calculators.calculator import Calculator, all_changes
+from ase.stress import full_3x3_to_voigt_6_stress
+from torch import nn
+
+from eqff.data import keys
+from eqff.potential import DEFAULT_SKIN, Potential
+
+
+class EqffCalculator(Calculator):
+    """ASE calculator for an eqff model.
+
+    Args:
+        model: a model file path, the name of a shipped potential, or an eqff model.
+        device: "cpu", "cuda" or "cuda:N"; refused if not available.
+        dtype: "float32" or "float64".
+        skin: neighbour-list skin in Å; the list is rebuilt only when an atom moved more than
+            skin/2, or numbers, cell or pbc changed.
+
+    Results are in ASE units: energy and free_energy in eV, forces in eV/Å, and, for
+    structures periodic in all three directions, stress in eV/Å³ (Voigt order).
+    Bad input (unknown element, NaN positions, pbc without a cell) raises ``ValueError``
+    subclasses from :mod:`eqff.errors`.
+    """
+
+    implemented_properties = ["energy", "free_energy", "forces", "stress"]
+
+    def __init__(
+        self,
+        model: str | os.PathLike | nn.Module,
+        device: str | torch.device = "cpu",
+        dtype: str = "float32",
+        skin: float = DEFAULT_SKIN,
+    ) -> None:
+        super().__init__()
+        self.potential = Potential(model, device=device, dtype=dtype, skin=skin)
+
+    def calculate(
+        self, atoms: Atoms | None = None, properties: list[str] | None = None, system_changes: list[str] = all_changes
+    ) -> None:
+        super().calculate(atoms, properties, system_changes)
+        properties = properties or ["energy"]
+        out = self.potential(
+            self.atoms.numbers,
+            self.atoms.positions,
+            self.atoms.cell.array,
+            self.atoms.pbc,
+            compute_stress="stress" in properties,
+        )
+        self.results = {"energy": out[keys.ENERGY], "free_energy": out[keys.ENERGY], "forces": out[keys.FORCES]}
+        if keys.STRESS in out:
+            self.results["stress"] = full_3x3_to_voigt_6_stress(out[keys.STRESS])

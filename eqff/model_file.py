@@ -1,0 +1,117 @@
+"""Model files: one ``torch.save`` dict of plain types and tensors, loaded with ``weights_only=True``.
+
+Layout (``FORMAT_VERSION`` 1)::
+
+    format: "eqff-model"          format_version: 1
+    architecture: "painn"         hyperparameters: {...}  (constructor arguments, incl. elements, cutoff)
+    dtype: "float32"|"float64"    units: {"energy": "eV", "length": "Å"}
+    state_dict: {name: tensor}    metadata: {eqff_version, created, training_data, ...}
+
+No classes are pickled; an unreadable or inconsistent file raises :class:`ModelFileError`.
+"""
+
+import os
+import pickle
+import zipfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from eqff.errors import ModelFileError
+from eqff.models import ARCHITECTURES, build_model
+
+FORMAT = "eqff-model"
+FORMAT_VERSION = 1
+MODEL_FILE_SUFFIX = ".eqff"
+SHIPPED_POTENTIALS_DIR = Path(__file__).resolve().parent.parent / "potentials"
+"""Trained models shipped with the package (the repository's ``potentials/`` folder)."""
+
+_REQUIRED_KEYS = ("format", "format_version", "architecture", "hyperparameters", "dtype", "units", "state_dict")
+
+
+def save_model(path: str | os.PathLike, model: nn.Module, metadata: dict | None = None) -> Path:
+    """Write ``model`` to ``path`` atomically (temporary file, then rename) and return the path.
+
+    Args:
+        model: an eqff model (has ``hyperparameters``); saved in its current dtype.
+        metadata: extra plain information (training data, split, metrics); ``eqff_version``
+            and ``created`` are added.
+    """
+    from eqff import __version__
+
+    architecture = next((name for name, cls in ARCHITECTURES.items() if type(model) is cls), None)
+    if architecture is None:
+        raise ValueError(f"{type(model).__name__} is not a registered eqff architecture")
+    dtype = next(model.parameters()).dtype
+    content = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "architecture": architecture,
+        "hyperparameters": model.hyperparameters,
+        "dtype": str(dtype).removeprefix("torch."),
+        "units": {"energy": "eV", "length": "Å"},
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "metadata": {
+            "eqff_version": __version__,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            **(metadata or {}),
+        },
+    }
+    path = Path(path)
+    temporary = path.with_name(path.name + ".tmp")
+    torch.save(content, temporary)
+    os.replace(temporary, path)
+    return path
+
+
+def resolve_model_path(name_or_path: str | os.PathLike) -> Path:
+    """A model file path from a path or the name of a shipped potential (e.g. ``"painn-aspirin"``)."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    shipped = SHIPPED_POTENTIALS_DIR / f"{name_or_path}{MODEL_FILE_SUFFIX}"
+    if shipped.is_file():
+        return shipped
+    available = sorted(p.stem for p in SHIPPED_POTENTIALS_DIR.glob(f"*{MODEL_FILE_SUFFIX}"))
+    raise ModelFileError(f"no model file {str(name_or_path)!r} and no shipped potential of that name; shipped: {available}")
+
+
+def read_model_file(path: str | os.PathLike) -> dict:
+    """The checked content of a model file (see the module docstring)."""
+    path = resolve_model_path(path)
+    try:
+        content = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, OSError) as error:
+        raise ModelFileError(f"{path}: not a readable eqff model file (corrupt or truncated?): {error}") from None
+    if not isinstance(content, dict) or content.get("format") != FORMAT:
+        raise ModelFileError(f"{path}: not an eqff model file (no 'format: {FORMAT}' entry)")
+    missing = [k for k in _REQUIRED_KEYS if k not in content]
+    if missing:
+        raise ModelFileError(f"{path}: model file lacks {missing}")
+    if content["format_version"] != FORMAT_VERSION:
+        raise ModelFileError(
+            f"{path}: model file format version {content['format_version']} is not supported "
+            f"by this eqff (reads version {FORMAT_VERSION}); upgrade eqff"
+        )
+    if content["architecture"] not in ARCHITECTURES:
+        raise ModelFileError(f"{path}: unknown architecture {content['architecture']!r}; known: {sorted(ARCHITECTURES)}")
+    return content
+
+
+def load_model(path: str | os.PathLike, dtype: torch.dtype | None = None) -> tuple[nn.Module, dict]:
+    """Rebuild the model stored in a model file; return it (in eval mode) and the file's content.
+
+    Args:
+        path: a model file or the name of a shipped potential.
+        dtype: cast the model to this dtype; default: the dtype it was saved in.
+    """
+    content = read_model_file(path)
+    try:
+        model = build_model(content["architecture"], content["hyperparameters"])
+        model.load_state_dict(content["state_dict"])
+    except (ValueError, RuntimeError) as error:
+        raise ModelFileError(f"{path}: weights do not fit the stored architecture: {error}") from None
+    model = model.to(dtype or getattr(torch, content["dtype"]))
+    return model.eval(), content

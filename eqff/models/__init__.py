@@ -1,0 +1,20 @@
+"""Energy models. Each maps an eqff graph to per-frame and per-atom energies (eV)."""
+
+from torch import nn
+
+from eqff.models.painn import PaiNN
+
+ARCHITECTURES: dict[str, type[nn.Module]] = {"painn": PaiNN}
+"""Architecture name (as stored in model files and configs) → model class."""
+
+
+def build_model(architecture: str, hyperparameters: dict) -> nn.Module:
+    """A freshly initialised model; raise ``ValueError`` for an unknown architecture or argument."""
+    try:
+        model_class = ARCHITECTURES[architecture]
+    except KeyError:
+        raise ValueError(f"unknown architecture {architecture!r}; known: {sorted(ARCHITECTURES)}") from None
+    try:
+        return model_class(**hyperparameters)
+    except TypeError as error:
+        raise ValueError(f"bad hyperparameters for {architecture!r}: {error}") from None

@@ -1,0 +1,141 @@
+"""PaiNN: polarizable atom interaction neural network (Schütt, Unke, Gastegger, ICML 2021).
+
+Each atom carries scalar features s (n, F) and vector features v (n, 3, F). Interactions
+alternate a message block (continuous filters of distance, and the unit edge direction) with
+an update block (mixing scalars and vector norms). The energy is a sum of invariant per-atom
+terms read out from s; forces come from :mod:`eqff.nn.forces`.
+"""
+
+import torch
+from torch import nn
+
+from eqff.data import keys
+from eqff.nn.geometry import edge_vectors
+from eqff.nn.mlp import mlp
+from eqff.nn.radial import BesselBasis, PolynomialEnvelope
+from eqff.nn.scatter import scatter_sum
+from eqff.nn.species import PerElementScaleShift, SpeciesIndex, sum_per_frame
+
+VECTOR_NORM_EPS = 1e-8
+"""Added under the square root of ‖v‖ so its gradient is finite at v = 0."""
+
+
+class PaiNNMessage(nn.Module):
+    """Message block: each atom i sums filtered messages from its neighbours j.
+
+    Shapes: s (n, F), v (n, 3, F) or ``None`` (all zeros, first block), filters (E, 3F),
+    unit vectors (E, 3) → updated s (n, F), v (n, 3, F).
+    """
+
+    def __init__(self, num_features: int) -> None:
+        super().__init__()
+        self.num_features = num_features
+        self.context = mlp([num_features, num_features, 3 * num_features])
+
+    def forward(
+        self,
+        s: torch.Tensor,
+        v: torch.Tensor | None,
+        filters: torch.Tensor,
+        unit_vectors: torch.Tensor,
+        edge_index: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        centre, neighbour = edge_index
+        messages = self.context(s)[neighbour] * filters  # (E, 3F)
+        ds, dv_from_v, dv_from_direction = messages.split(self.num_features, dim=-1)  # 3 × (E, F)
+        dv = dv_from_direction.unsqueeze(1) * unit_vectors.unsqueeze(2)  # (E, 3, F)
+        if v is not None:
+            dv = dv + dv_from_v.unsqueeze(1) * v[neighbour]
+        n = s.shape[0]
+        s = s + scatter_sum(ds, centre, n)
+        v_sum = scatter_sum(dv, centre, n)  # (n, 3, F)
+        return s, v_sum if v is None else v + v_sum
+
+
+class PaiNNUpdate(nn.Module):
+    """Update block: mixes each atom's scalars with the norms and inner products of its vectors.
+
+    Shapes: s (n, F), v (n, 3, F) → s (n, F), v (n, 3, F).
+    """
+
+    def __init__(self, num_features: int) -> None:
+        super().__init__()
+        self.num_features = num_features
+        self.vector_mix = nn.Linear(num_features, 2 * num_features, bias=False)
+        self.gates = mlp([2 * num_features, num_features, 3 * num_features])
+
+    def forward(self, s: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        u_v, w_v = self.vector_mix(v).split(self.num_features, dim=-1)  # 2 × (n, 3, F)
+        w_norm = torch.sqrt((w_v * w_v).sum(dim=1) + VECTOR_NORM_EPS)  # (n, F)
+        a_vv, a_sv, a_ss = self.gates(torch.cat([s, w_norm], dim=-1)).split(self.num_features, dim=-1)
+        v = v + a_vv.unsqueeze(1) * u_v
+        s = s + a_sv * (u_v * w_v).sum(dim=1) + a_ss
+        return s, v
+
+
+class PaiNN(nn.Module):
+    """PaiNN energy model.
+
+    Args:
+        elements: atomic numbers the model knows (its embedding rows, in this order).
+        cutoff: radial cutoff r_c, Å.
+        num_features: F, width of scalar and vector features.
+        num_interactions: number of message + update blocks.
+        num_radial: number of Bessel radial basis functions.
+        envelope_exponent: p of the polynomial cutoff envelope.
+
+    ``forward(graph)`` takes an eqff graph (positions (n, 3), atomic_numbers (n,),
+    edge_index (2, E), batch (n,), cell (B, 3, 3), optional cell_shifts (E, 3)) and returns
+    ``energy`` (B,) and ``atomic_energies`` (n,) in eV.
+    """
+
+    def __init__(
+        self,
+        elements: list[int],
+        cutoff: float = 5.0,
+        num_features: int = 128,
+        num_interactions: int = 3,
+        num_radial: int = 20,
+        envelope_exponent: int = 6,
+    ) -> None:
+        super().__init__()
+        self.hyperparameters = dict(
+            elements=list(elements),
+            cutoff=float(cutoff),
+            num_features=num_features,
+            num_interactions=num_interactions,
+            num_radial=num_radial,
+            envelope_exponent=envelope_exponent,
+        )
+        self.elements = list(elements)
+        self.cutoff = float(cutoff)
+        self.num_features = num_features
+        self.species = SpeciesIndex(elements)
+        self.embedding = nn.Embedding(len(elements), num_features)
+        self.radial_basis = BesselBasis(cutoff, num_radial)
+        self.envelope = PolynomialEnvelope(cutoff, envelope_exponent)
+        # The filters of all interactions come from one linear layer: one matrix product per call.
+        self.filters = nn.Linear(num_radial, num_interactions * 3 * num_features)
+        self.messages = nn.ModuleList(PaiNNMessage(num_features) for _ in range(num_interactions))
+        self.updates = nn.ModuleList(PaiNNUpdate(num_features) for _ in range(num_interactions))
+        self.readout = mlp([num_features, num_features // 2, 1])
+        self.scale_shift = PerElementScaleShift(len(elements))
+
+    def forward(self, graph: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        species = self.species(graph[keys.ATOMIC_NUMBERS])  # (n,)
+        edge_index = graph[keys.EDGE_INDEX]
+        vectors = edge_vectors(graph)  # (E, 3)
+        distances = torch.linalg.vector_norm(vectors, dim=-1)  # (E,)
+        unit_vectors = vectors / distances.unsqueeze(-1)  # (E, 3)
+        radial = self.radial_basis(distances) * self.envelope(distances).unsqueeze(-1)  # (E, R)
+        all_filters = self.filters(radial).split(3 * self.num_features, dim=-1)  # L × (E, 3F)
+
+        s = self.embedding(species)  # (n, F)
+        v = None
+        for message, update, filters in zip(self.messages, self.updates, all_filters):
+            s, v = message(s, v, filters, unit_vectors, edge_index)
+            s, v = update(s, v)
+
+        atomic_energies = self.scale_shift(self.readout(s).squeeze(-1), species)  # (n,)
+        energy = sum_per_frame(atomic_energies, graph[keys.BATCH], graph[keys.CELL].shape[0])  # (B,)
+        return {keys.ENERGY: energy, keys.ATOMIC_ENERGIES: atomic_energies}

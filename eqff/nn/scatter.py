@@ -1,0 +1,18 @@
+"""Pure-torch segment sums (no C++ extension)."""
+
+import torch
+
+
+def scatter_sum(source: torch.Tensor, index: torch.Tensor, dim_size: int) -> torch.Tensor:
+    """Sum the rows of ``source`` that share an ``index``.
+
+    Args:
+        source: (N, ...) values.
+        index: (N,) int64 target row of each value, in ``[0, dim_size)``.
+        dim_size: number of output rows.
+
+    Returns:
+        (dim_size, ...) sums, zeros for rows no value points to.
+    """
+    out = source.new_zeros((dim_size, *source.shape[1:]))
+    return out.index_add_(0, index, source)

@@ -1,0 +1,72 @@
+"""Per-element blocks: the element → index map, embeddings, and energy scale and offsets."""
+
+import torch
+from torch import nn
+
+from eqff.errors import UnknownElementError
+from eqff.nn.scatter import scatter_sum
+
+MAX_ATOMIC_NUMBER = 118
+
+
+class SpeciesIndex(nn.Module):
+    """Maps atomic numbers to indices 0..len(elements)−1 and refuses unknown elements.
+
+    Args:
+        elements: the atomic numbers the model knows, in index order.
+
+    Shapes: (n,) atomic numbers → (n,) int64 indices.
+    """
+
+    def __init__(self, elements: list[int]) -> None:
+        super().__init__()
+        if len(set(elements)) != len(elements) or not all(1 <= z <= MAX_ATOMIC_NUMBER for z in elements):
+            raise ValueError(f"elements must be distinct atomic numbers in 1..{MAX_ATOMIC_NUMBER}, got {elements}")
+        self.elements = list(elements)
+        lookup = torch.full((MAX_ATOMIC_NUMBER + 1,), -1, dtype=torch.long)
+        lookup[torch.tensor(elements, dtype=torch.long)] = torch.arange(len(elements))
+        self.register_buffer("lookup", lookup, persistent=False)
+
+    def forward(self, atomic_numbers: torch.Tensor) -> torch.Tensor:
+        in_range = (atomic_numbers >= 0) & (atomic_numbers <= MAX_ATOMIC_NUMBER)
+        index = self.lookup[atomic_numbers.clamp(0, MAX_ATOMIC_NUMBER)]
+        if not bool((in_range & (index >= 0)).all()):
+            unknown = sorted(set(atomic_numbers.tolist()) - set(self.elements))
+            raise UnknownElementError(
+                f"atomic numbers {unknown} are not among the elements this model was trained on {self.elements}"
+            )
+        return index
+
+
+class PerElementScaleShift(nn.Module):
+    """Turns per-atom network outputs into per-atom energies: ``scale * x + offset[element]``.
+
+    ``scale`` (eV) and ``offsets`` (eV per atom of each element) are buffers, so a saved model
+    reproduces inference exactly. Fit them with :func:`eqff.stats.energy_statistics`
+    and :meth:`set_statistics`; by default scale is 1 and offsets are 0.
+
+    Args:
+        num_elements: number of elements the model knows.
+
+    Shapes: (n,) outputs and (n,) species indices → (n,) energies, eV.
+    """
+
+    def __init__(self, num_elements: int) -> None:
+        super().__init__()
+        self.register_buffer("scale", torch.ones(()))
+        self.register_buffer("offsets", torch.zeros(num_elements))
+
+    def set_statistics(self, offsets: torch.Tensor, scale: float) -> None:
+        """Store fitted per-element offsets (num_elements,) in eV and a scale in eV."""
+        if offsets.shape != self.offsets.shape or not scale > 0:
+            raise ValueError(f"need offsets of shape {tuple(self.offsets.shape)} and scale > 0")
+        self.offsets.copy_(offsets)
+        self.scale.fill_(scale)
+
+    def forward(self, outputs: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
+        return self.scale * outputs + self.offsets[species]
+
+
+def sum_per_frame(atomic_energies: torch.Tensor, batch: torch.Tensor, num_frames: int) -> torch.Tensor:
+    """(n,) per-atom energies → (num_frames,) totals."""
+    return scatter_sum(atomic_energies, batch, num_frames)

@@ -1,0 +1,124 @@
+"""One evaluation path from a structure to energy, forces and stress, shared by ASE and OpenMM.
+
+:class:`Potential` owns a model, its device and dtype, and a cached neighbour list. It takes
+numpy arrays in Å and returns numpy arrays in eV, eV/Å and eV/Å³; it knows nothing of the
+model's insides.
+"""
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from eqff.data import keys
+from eqff.data.graph import structure_to_graph
+from eqff.errors import EqffInputError, UnknownElementError
+from eqff.model_file import load_model
+from eqff.neighbours import NeighbourListCache, check_structure
+from eqff.nn.forces import energy_forces_stress
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+DEFAULT_SKIN = 0.5
+"""Å of neighbour-list skin: the list is rebuilt only after an atom moved 0.25 Å."""
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """A torch device, refusing one that is not available here with :class:`EqffInputError`."""
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise EqffInputError(f"device {str(device)!r} was asked for but CUDA is not available on this machine")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise EqffInputError(f"device {str(device)!r} does not exist ({torch.cuda.device_count()} CUDA devices)")
+    if device.type not in ("cpu", "cuda"):
+        raise EqffInputError(f"device {str(device)!r} is not supported; use 'cpu' or 'cuda'")
+    return device
+
+
+@dataclass
+class Timings:
+    """Seconds spent in the last call, split into neighbour list and model (with forces)."""
+
+    neighbour_list: float = 0.0
+    model: float = 0.0
+
+
+class Potential:
+    """A model ready to evaluate structures.
+
+    Args:
+        model: a model file path, the name of a shipped potential, or an eqff model.
+        device: "cpu", "cuda" or "cuda:N".
+        dtype: "float32" or "float64".
+        skin: neighbour-list skin, Å.
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike | nn.Module,
+        device: str | torch.device = "cpu",
+        dtype: str = "float32",
+        skin: float = DEFAULT_SKIN,
+    ) -> None:
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+        self.device = resolve_device(device)
+        self.dtype = DTYPES[dtype]
+        self.metadata: dict = {}
+        if not isinstance(model, nn.Module):
+            model, content = load_model(model)
+            self.metadata = content["metadata"]
+        self.model = model.to(device=self.device, dtype=self.dtype).eval()
+        self.elements = set(self.model.elements)
+        self.neighbours = NeighbourListCache(self.model.cutoff, skin)
+        self.timings = Timings()
+
+    def check_elements(self, atomic_numbers: np.ndarray) -> None:
+        """Raise :class:`UnknownElementError` if any atomic number is not one the model knows."""
+        unknown = sorted(set(np.unique(atomic_numbers).tolist()) - self.elements)
+        if unknown:
+            raise UnknownElementError(
+                f"atomic numbers {unknown} are not among the elements this model was trained on {sorted(self.elements)}"
+            )
+
+    def __call__(
+        self, atomic_numbers: np.ndarray, positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, compute_stress: bool
+    ) -> dict[str, np.ndarray]:
+        """Energy (eV, float), forces (n, 3) eV/Å and, if asked, stress (3, 3) eV/Å³ of one structure.
+
+        Args:
+            atomic_numbers: (n,); positions: (n, 3) Å; cell: (3, 3) Å; pbc: (3,) bool.
+            compute_stress: requires a periodic structure.
+        """
+        atomic_numbers = np.asarray(atomic_numbers)
+        if atomic_numbers.ndim != 1 or np.shape(positions) != (len(atomic_numbers), 3):
+            raise EqffInputError(
+                f"need atomic numbers (n,) and positions (n, 3), got {atomic_numbers.shape} and {np.shape(positions)}"
+            )
+        check_structure(np.asarray(positions), np.asarray(cell), np.asarray(pbc))
+        self.check_elements(atomic_numbers)
+        if compute_stress and not np.all(pbc):
+            raise EqffInputError("stress is defined only for structures periodic in all three directions")
+        start = _now(self.device)
+        edge_index, cell_shifts = self.neighbours(positions, atomic_numbers, cell, pbc)
+        built = _now(self.device)
+        graph = structure_to_graph(atomic_numbers, positions, cell, pbc, edge_index, cell_shifts, self.dtype, self.device)
+        out = energy_forces_stress(self.model, graph, compute_stress)
+        result = {
+            keys.ENERGY: out[keys.ENERGY].detach().double().sum().item(),
+            keys.FORCES: out[keys.FORCES].detach().double().cpu().numpy(),
+        }
+        if compute_stress:
+            result[keys.STRESS] = out[keys.STRESS][0].detach().double().cpu().numpy()
+        self.timings = Timings(neighbour_list=built - start, model=_now(self.device) - built)
+        return result
+
+
+def _now(device: torch.device) -> float:
+    """A wall-clock time in seconds, after the device's queued work has finished."""
+    import time
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
