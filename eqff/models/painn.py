@@ -41,11 +41,11 @@ class PaiNNMessage(nn.Module):
         edge_index: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         centre, neighbour = edge_index
-        messages = self.context(s)[neighbour] * filters  # (E, 3F)
+        messages = self.context(s).index_select(0, neighbour) * filters  # (E, 3F)
         ds, dv_from_v, dv_from_direction = messages.split(self.num_features, dim=-1)  # 3 × (E, F)
         dv = dv_from_direction.unsqueeze(1) * unit_vectors.unsqueeze(2)  # (E, 3, F)
         if v is not None:
-            dv = dv + dv_from_v.unsqueeze(1) * v[neighbour]
+            dv = dv + dv_from_v.unsqueeze(1) * v.index_select(0, neighbour)
         n = s.shape[0]
         s = s + scatter_sum(ds, centre, n)
         v_sum = scatter_sum(dv, centre, n)  # (n, 3, F)

@@ -13,7 +13,7 @@ def edge_vectors(graph: dict[str, torch.Tensor]) -> torch.Tensor:
     """
     positions = graph[keys.POSITIONS]
     centre, neighbour = graph[keys.EDGE_INDEX]
-    vectors = positions[neighbour] - positions[centre]
+    vectors = positions.index_select(0, neighbour) - positions.index_select(0, centre)
     if keys.CELL_SHIFTS in graph:
         cell_per_edge = graph[keys.CELL][graph[keys.BATCH][centre]]  # (E, 3, 3)
         vectors = vectors + torch.einsum("ek,ekd->ed", graph[keys.CELL_SHIFTS], cell_per_edge)
