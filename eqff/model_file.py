@@ -27,6 +27,8 @@ FORMAT_VERSION = 1
 MODEL_FILE_SUFFIX = ".eqff"
 SHIPPED_POTENTIALS_DIR = Path(__file__).resolve().parent.parent / "potentials"
 """Trained models shipped with the package (the repository's ``potentials/`` folder)."""
+DEFAULT_POTENTIAL = "painn-aspirin"
+"""The shipped potential used when a command is given none."""
 
 _REQUIRED_KEYS = ("format", "format_version", "architecture", "hyperparameters", "dtype", "units", "state_dict")
 

@@ -40,7 +40,7 @@ class PaiNNMessage(nn.Module):
         unit_vectors: torch.Tensor,
         edge_index: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        centre, neighbour = edge_index
+        centre, neighbour = edge_index[0], edge_index[1]
         messages = self.context(s).index_select(0, neighbour) * filters  # (E, 3F)
         ds, dv_from_v, dv_from_direction = messages.split(self.num_features, dim=-1)  # 3 × (E, F)
         dv = dv_from_direction.unsqueeze(1) * unit_vectors.unsqueeze(2)  # (E, 3, F)
@@ -61,16 +61,37 @@ class PaiNNUpdate(nn.Module):
     def __init__(self, num_features: int) -> None:
         super().__init__()
         self.num_features = num_features
+        self.vector_norm_eps = VECTOR_NORM_EPS
         self.vector_mix = nn.Linear(num_features, 2 * num_features, bias=False)
         self.gates = mlp([2 * num_features, num_features, 3 * num_features])
 
     def forward(self, s: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         u_v, w_v = self.vector_mix(v).split(self.num_features, dim=-1)  # 2 × (n, 3, F)
-        w_norm = torch.sqrt((w_v * w_v).sum(dim=1) + VECTOR_NORM_EPS)  # (n, F)
+        w_norm = torch.sqrt((w_v * w_v).sum(dim=1) + self.vector_norm_eps)  # (n, F)
         a_vv, a_sv, a_ss = self.gates(torch.cat([s, w_norm], dim=-1)).split(self.num_features, dim=-1)
         v = v + a_vv.unsqueeze(1) * u_v
         s = s + a_sv * (u_v * w_v).sum(dim=1) + a_ss
         return s, v
+
+
+class PaiNNInteraction(nn.Module):
+    """One message block followed by one update block; shapes as in those blocks."""
+
+    def __init__(self, num_features: int) -> None:
+        super().__init__()
+        self.message = PaiNNMessage(num_features)
+        self.update = PaiNNUpdate(num_features)
+
+    def forward(
+        self,
+        s: torch.Tensor,
+        v: torch.Tensor | None,
+        filters: torch.Tensor,
+        unit_vectors: torch.Tensor,
+        edge_index: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        s, v = self.message(s, v, filters, unit_vectors, edge_index)
+        return self.update(s, v)
 
 
 class PaiNN(nn.Module):
@@ -88,6 +109,8 @@ class PaiNN(nn.Module):
     edge_index (2, E), batch (n,), cell (B, 3, 3), optional cell_shifts (E, 3)) and returns
     ``energy`` (B,) and ``atomic_energies`` (n,) in eV.
     """
+
+    __jit_ignored_attributes__ = ["hyperparameters"]
 
     def __init__(
         self,
@@ -116,8 +139,7 @@ class PaiNN(nn.Module):
         self.envelope = PolynomialEnvelope(cutoff, envelope_exponent)
         # The filters of all interactions come from one linear layer: one matrix product per call.
         self.filters = nn.Linear(num_radial, num_interactions * 3 * num_features)
-        self.messages = nn.ModuleList(PaiNNMessage(num_features) for _ in range(num_interactions))
-        self.updates = nn.ModuleList(PaiNNUpdate(num_features) for _ in range(num_interactions))
+        self.interactions = nn.ModuleList(PaiNNInteraction(num_features) for _ in range(num_interactions))
         self.readout = mlp([num_features, num_features // 2, 1])
         self.scale_shift = PerElementScaleShift(len(elements))
 
@@ -131,10 +153,9 @@ class PaiNN(nn.Module):
         all_filters = self.filters(radial).split(3 * self.num_features, dim=-1)  # L × (E, 3F)
 
         s = self.embedding(species)  # (n, F)
-        v = None
-        for message, update, filters in zip(self.messages, self.updates, all_filters):
-            s, v = message(s, v, filters, unit_vectors, edge_index)
-            s, v = update(s, v)
+        v: torch.Tensor | None = None
+        for k, interaction in enumerate(self.interactions):
+            s, v = interaction(s, v, all_filters[k], unit_vectors, edge_index)
 
         atomic_energies = self.scale_shift(self.readout(s).squeeze(-1), species)  # (n,)
         energy = sum_per_frame(atomic_energies, graph[keys.BATCH], graph[keys.CELL].shape[0])  # (B,)

@@ -12,7 +12,7 @@ def edge_vectors(graph: dict[str, torch.Tensor]) -> torch.Tensor:
     graph holds ``cell_shifts`` (periodic structures).
     """
     positions = graph[keys.POSITIONS]
-    centre, neighbour = graph[keys.EDGE_INDEX]
+    centre, neighbour = graph[keys.EDGE_INDEX][0], graph[keys.EDGE_INDEX][1]
     vectors = positions.index_select(0, neighbour) - positions.index_select(0, centre)
     if keys.CELL_SHIFTS in graph:
         cell_per_edge = graph[keys.CELL][graph[keys.BATCH][centre]]  # (E, 3, 3)

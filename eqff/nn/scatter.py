@@ -14,5 +14,5 @@ def scatter_sum(source: torch.Tensor, index: torch.Tensor, dim_size: int) -> tor
     Returns:
         (dim_size, ...) sums, zeros for rows no value points to.
     """
-    out = source.new_zeros((dim_size, *source.shape[1:]))
+    out = source.new_zeros([dim_size] + list(source.shape[1:]))
     return out.index_add_(0, index, source)

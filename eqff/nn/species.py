@@ -23,17 +23,17 @@ class SpeciesIndex(nn.Module):
         if len(set(elements)) != len(elements) or not all(1 <= z <= MAX_ATOMIC_NUMBER for z in elements):
             raise ValueError(f"elements must be distinct atomic numbers in 1..{MAX_ATOMIC_NUMBER}, got {elements}")
         self.elements = list(elements)
+        self.max_atomic_number = MAX_ATOMIC_NUMBER
         lookup = torch.full((MAX_ATOMIC_NUMBER + 1,), -1, dtype=torch.long)
         lookup[torch.tensor(elements, dtype=torch.long)] = torch.arange(len(elements))
         self.register_buffer("lookup", lookup, persistent=False)
 
     def forward(self, atomic_numbers: torch.Tensor) -> torch.Tensor:
-        in_range = (atomic_numbers >= 0) & (atomic_numbers <= MAX_ATOMIC_NUMBER)
-        index = self.lookup[atomic_numbers.clamp(0, MAX_ATOMIC_NUMBER)]
+        in_range = (atomic_numbers >= 0) & (atomic_numbers <= self.max_atomic_number)
+        index = self.lookup[atomic_numbers.clamp(0, self.max_atomic_number)]
         if not bool((in_range & (index >= 0)).all()):
-            unknown = sorted(set(atomic_numbers.tolist()) - set(self.elements))
             raise UnknownElementError(
-                f"atomic numbers {unknown} are not among the elements this model was trained on {self.elements}"
+                "the structure holds atomic numbers this model was not trained on; it knows " + str(self.elements)
             )
         return index
 

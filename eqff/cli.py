@@ -1,0 +1,33 @@
+"""The ``eqff`` command line: one subcommand per module in :mod:`eqff.commands`.
+
+Each command module defines ``HELP`` (one line), ``add_arguments(parser)`` and ``run(args)``.
+"""
+
+import argparse
+import importlib
+
+from eqff import __version__
+
+COMMANDS = ("md", "bench")
+"""Subcommand names, each the name of a module in :mod:`eqff.commands`."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="eqff", description="Equivariant GNN force fields for molecular dynamics.")
+    parser.add_argument("--version", action="version", version=f"eqff {__version__}")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMANDS:
+        module = importlib.import_module(f"eqff.commands.{name}")
+        subparser = subparsers.add_parser(name, help=module.HELP, description=module.HELP)
+        module.add_arguments(subparser)
+        subparser.set_defaults(run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.run(args) or 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

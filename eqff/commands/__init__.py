@@ -1,0 +1,1 @@
+"""Subcommands of the ``eqff`` command line (see :mod:`eqff.cli`)."""
