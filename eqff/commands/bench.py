@@ -1,0 +1,89 @@
+"""``eqff bench``: milliseconds per energy + forces call through the ASE calculator."""
+
+import argparse
+import os
+import platform
+import time
+
+import numpy as np
+import torch
+from ase import Atoms
+
+from eqff.data.md17 import read_rmd17
+from eqff.integrations.ase import EqffCalculator
+from eqff.models import PaiNN
+from eqff.systems import water_box
+
+HELP = "time energy+forces calls (ms, median) for aspirin and water boxes, neighbour list and model apart"
+
+WATER_BOXES = {"water-192": 64, "water-1029": 343, "water-10125": 3375}
+"""Benchmark water boxes: name → number of molecules (1.0 g/cm³)."""
+
+REFERENCE_PAINN = dict(cutoff=5.0, num_features=128, num_interactions=3, num_radial=20)
+"""PaiNN at SchNetPack's default size, the size the speed targets refer to."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", help="model file or shipped potential (default: random-weight PaiNN, SchNetPack size)")
+    parser.add_argument("--systems", nargs="+", default=["aspirin", *WATER_BOXES], help="systems to time")
+    parser.add_argument("--dtypes", nargs="+", default=["float32", "float64"], choices=["float32", "float64"])
+    parser.add_argument("--devices", nargs="+", default=None, help="default: cpu, and cuda when present")
+    parser.add_argument("--repeats", type=int, default=20, help="timed calls per row (after 3 warm-up calls)")
+    parser.add_argument("--data", default=None, help="data root with rMD17 (default: $EQFF_DATA)")
+
+
+def benchmark_system(name: str, data_root: str | None) -> Atoms:
+    """The structure called ``name``: rMD17 aspirin (first train_01 frame) or a water box."""
+    if name == "aspirin":
+        return read_rmd17("aspirin", 1, "train", data_root)[0].to_atoms()
+    if name in WATER_BOXES:
+        return water_box(WATER_BOXES[name])
+    raise ValueError(f"unknown system {name!r}; known: aspirin, {', '.join(WATER_BOXES)}")
+
+
+def time_calls(atoms: Atoms, calc: EqffCalculator, repeats: int) -> dict[str, float]:
+    """Median ms of ``repeats`` energy+forces calls, with neighbour-list and model time apart.
+
+    Positions move by 1e-4 Å between calls (so ASE does not reuse results; the cached
+    neighbour list stays valid, as in most MD steps).
+    """
+    atoms = atoms.copy()
+    atoms.calc = calc
+    rng = np.random.default_rng(0)
+    totals, neighbours, models = [], [], []
+    for call in range(3 + repeats):
+        atoms.positions += rng.normal(scale=1e-4, size=atoms.positions.shape)
+        start = time.perf_counter()
+        atoms.get_forces()
+        if call >= 3:
+            totals.append(time.perf_counter() - start)
+            neighbours.append(calc.potential.timings.neighbour_list)
+            models.append(calc.potential.timings.model)
+    return {
+        "total_ms": 1e3 * float(np.median(totals)),
+        "neighbour_ms": 1e3 * float(np.median(neighbours)),
+        "model_ms": 1e3 * float(np.median(models)),
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    devices = args.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
+    model = args.model or PaiNN(elements=[1, 6, 7, 8], **REFERENCE_PAINN)
+    label = args.model or "PaiNN, random weights, " + ", ".join(f"{k}={v}" for k, v in REFERENCE_PAINN.items())
+    print(f"model: {label}")
+    print(f"host: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads; median of {args.repeats} calls after 3 warm-up calls")
+    header = f"{'system':<12} {'atoms':>6} {'pairs':>8} {'device':<6} {'dtype':<8} {'ms/call':>9} {'nbr ms':>8} {'model ms':>9} {'µs/atom':>8}"
+    print(header)
+    print("-" * len(header))
+    for name in args.systems:
+        atoms = benchmark_system(name, args.data)
+        for device in devices:
+            for dtype in args.dtypes:
+                calc = EqffCalculator(model, device=device, dtype=dtype)
+                row = time_calls(atoms, calc, args.repeats if len(atoms) < 5000 else max(3, args.repeats // 4))
+                pairs = calc.potential.neighbours(atoms.positions, atoms.numbers, atoms.cell.array, atoms.pbc)[0].shape[1]
+                print(f"{name:<12} {len(atoms):>6} {pairs:>8} {device:<6} {dtype:<8} {row['total_ms']:>9.2f} "
+                      f"{row['neighbour_ms']:>8.2f} {row['model_ms']:>9.2f} {1e3 * row['total_ms'] / len(atoms):>8.1f}",
+                      flush=True)
+    return 0

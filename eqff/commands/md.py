@@ -1,0 +1,95 @@
+"""``eqff md``: molecular dynamics of one structure with an eqff potential, through ASE."""
+
+import argparse
+import time
+
+import numpy as np
+from ase import Atoms, units
+from ase.io import read
+from ase.io.trajectory import Trajectory
+from ase.md.langevin import Langevin
+from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary, ZeroRotation
+from ase.md.verlet import VelocityVerlet
+from tqdm import tqdm
+
+from eqff.integrations.ase import EqffCalculator
+from eqff.model_file import DEFAULT_POTENTIAL, read_model_file
+
+HELP = "run MD of a molecule with an eqff potential (Langevin NVT or velocity-Verlet NVE) and print a summary"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default=DEFAULT_POTENTIAL, help=f"model file or shipped potential (default: {DEFAULT_POTENTIAL})")
+    parser.add_argument("--structure", help="starting structure, any file ASE reads (default: the model's example structure)")
+    parser.add_argument("--steps", type=int, default=2000, help="number of MD steps")
+    parser.add_argument("--timestep", type=float, default=0.5, help="fs")
+    parser.add_argument("--temperature", type=float, default=300.0, help="K: thermostat and initial velocities")
+    parser.add_argument("--ensemble", choices=["nvt", "nve"], default="nvt", help="Langevin NVT or velocity-Verlet NVE")
+    parser.add_argument("--friction", type=float, default=0.01, help="Langevin friction, 1/fs")
+    parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--trajectory", help="write an ASE .traj file here")
+    parser.add_argument("--interval", type=int, default=10, help="steps between trajectory frames and energy samples")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the initial velocities and the thermostat noise")
+
+
+def starting_structure(model: str, structure: str | None) -> Atoms:
+    """The structure file if given, else the example structure stored in the model file."""
+    if structure:
+        return read(structure)
+    example = read_model_file(model)["metadata"].get("example_structure")
+    if example is None:
+        raise SystemExit(f"error: model {model!r} stores no example structure; give one with --structure")
+    return Atoms(numbers=example["atomic_numbers"], positions=example["positions"])
+
+
+def run(args: argparse.Namespace) -> int:
+    atoms = starting_structure(args.model, args.structure)
+    atoms.calc = EqffCalculator(args.model, device=args.device, dtype=args.dtype)
+    rng = np.random.default_rng(args.seed)
+    MaxwellBoltzmannDistribution(atoms, temperature_K=args.temperature, rng=rng)
+    Stationary(atoms)
+    ZeroRotation(atoms)
+    timestep = args.timestep * units.fs
+    if args.ensemble == "nvt":
+        dynamics = Langevin(atoms, timestep, temperature_K=args.temperature, friction=args.friction / units.fs, rng=rng)
+    else:
+        dynamics = VelocityVerlet(atoms, timestep)
+    if args.trajectory:
+        dynamics.attach(Trajectory(args.trajectory, "w", atoms), interval=args.interval)
+
+    temperatures, total_energies = [], []
+
+    def sample() -> None:
+        temperatures.append(atoms.get_temperature())
+        total_energies.append(atoms.get_total_energy())
+
+    dynamics.attach(sample, interval=args.interval)
+    print(f"eqff md: {atoms.get_chemical_formula()} ({len(atoms)} atoms), model {args.model}, "
+          f"{args.ensemble.upper()} at {args.temperature:g} K, {args.steps} steps of {args.timestep:g} fs, {args.dtype}")
+    start = time.perf_counter()
+    with tqdm(total=args.steps, unit="step") as bar:
+        for _ in range(args.steps):
+            dynamics.run(1)
+            bar.update(1)
+            if bar.n % args.interval == 0:
+                bar.set_postfix(T=f"{temperatures[-1]:.0f} K", E=f"{total_energies[-1]:.3f} eV")
+    wall = time.perf_counter() - start
+    print_summary(args, atoms, np.array(temperatures), np.array(total_energies), wall)
+    return 0
+
+
+def print_summary(args: argparse.Namespace, atoms: Atoms, temperatures: np.ndarray, total_energies: np.ndarray, wall: float) -> None:
+    simulated_ps = args.steps * args.timestep * 1e-3
+    calc = atoms.calc
+    print("summary")
+    print(f"  simulated time      {simulated_ps:.3f} ps in {wall:.1f} s: {simulated_ps * 1e-3 / (wall / 86400):.3f} ns/day, "
+          f"{1e3 * wall / args.steps:.2f} ms/step")
+    print(f"  temperature         mean {temperatures.mean():.1f} K, std {temperatures.std():.1f} K")
+    drift = (total_energies[-1] - total_energies[0]) / len(atoms) / simulated_ps * 1e3
+    print(f"  total energy        first {total_energies[0]:.4f} eV, last {total_energies[-1]:.4f} eV "
+          f"({drift:+.3f} meV/atom/ps{'' if args.ensemble == 'nve' else ', thermostatted'})")
+    print(f"  max |force|         {np.abs(atoms.get_forces()).max():.3f} eV/Å at the last step")
+    print(f"  neighbour lists     {calc.potential.neighbours.num_builds} builds in {args.steps} steps")
+    if args.trajectory:
+        print(f"  trajectory          {args.trajectory}")
