@@ -149,8 +149,10 @@ class PaiNN(nn.Module):
         vectors = edge_vectors(graph)  # (E, 3)
         distances = torch.linalg.vector_norm(vectors, dim=-1)  # (E,)
         unit_vectors = vectors / distances.unsqueeze(-1)  # (E, 3)
-        radial = self.radial_basis(distances) * self.envelope(distances).unsqueeze(-1)  # (E, R)
-        all_filters = self.filters(radial).split(3 * self.num_features, dim=-1)  # L × (E, 3F)
+        # The envelope multiplies the filters (not the basis) so that they vanish at the cutoff.
+        envelope = self.envelope(distances).unsqueeze(-1)  # (E, 1)
+        filters = self.filters(self.radial_basis(distances)) * envelope  # (E, L·3F)
+        all_filters = filters.split(3 * self.num_features, dim=-1)  # L × (E, 3F)
 
         s = self.embedding(species)  # (n, F)
         v: torch.Tensor | None = None
