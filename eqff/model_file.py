@@ -5,14 +5,14 @@ Layout (``FORMAT_VERSION`` 1)::
     format: "eqff-model"          format_version: 1
     architecture: "painn"         hyperparameters: {...}  (constructor arguments, incl. elements, cutoff)
     dtype: "float32"|"float64"    units: {"energy": "eV", "length": "Å"}
-    state_dict: {name: tensor}    metadata: {eqff_version, created, training_data, ...}
+    state_dict: {name: tensor}    weights_sha256: hex digest of the state_dict (see weights_digest)
+    metadata: {eqff_version, created, training_data, ...}
 
-No classes are pickled; an unreadable or inconsistent file raises :class:`ModelFileError`.
+No classes are pickled; an unreadable, altered or inconsistent file raises :class:`ModelFileError`.
 """
 
+import hashlib
 import os
-import pickle
-import zipfile
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -30,7 +30,24 @@ SHIPPED_POTENTIALS_DIR = Path(__file__).resolve().parent.parent / "potentials"
 DEFAULT_POTENTIAL = "painn-aspirin"
 """The shipped potential used when a command is given none."""
 
-_REQUIRED_KEYS = ("format", "format_version", "architecture", "hyperparameters", "dtype", "units", "state_dict")
+_REQUIRED_KEYS = (
+    "format", "format_version", "architecture", "hyperparameters", "dtype", "units", "state_dict", "weights_sha256"
+)  # fmt: skip
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def weights_digest(state_dict: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over the names, dtypes, shapes and bytes of all tensors, in name order.
+
+    torch does not check the CRCs of its zip records, so a byte changed inside a weight
+    would otherwise load silently as a different model.
+    """
+    digest = hashlib.sha256()
+    for name in sorted(state_dict):
+        tensor = state_dict[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def save_model(path: str | os.PathLike, model: nn.Module, metadata: dict | None = None) -> Path:
@@ -47,6 +64,7 @@ def save_model(path: str | os.PathLike, model: nn.Module, metadata: dict | None 
     if architecture is None:
         raise ValueError(f"{type(model).__name__} is not a registered eqff architecture")
     dtype = next(model.parameters()).dtype
+    state_dict = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     content = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -54,7 +72,8 @@ def save_model(path: str | os.PathLike, model: nn.Module, metadata: dict | None 
         "hyperparameters": model.hyperparameters,
         "dtype": str(dtype).removeprefix("torch."),
         "units": {"energy": "eV", "length": "Å"},
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "state_dict": state_dict,
+        "weights_sha256": weights_digest(state_dict),
         "metadata": {
             "eqff_version": __version__,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -64,6 +83,11 @@ def save_model(path: str | os.PathLike, model: nn.Module, metadata: dict | None 
     path = Path(path)
     temporary = path.with_name(path.name + ".tmp")
     torch.save(content, temporary)
+    try:
+        torch.load(temporary, map_location="cpu", weights_only=True)
+    except Exception as error:
+        temporary.unlink()
+        raise ValueError(f"metadata must hold only plain types (str, int, float, bool, lists, dicts, tensors): {error}") from None
     os.replace(temporary, path)
     return path
 
@@ -85,8 +109,11 @@ def read_model_file(path: str | os.PathLike) -> dict:
     path = resolve_model_path(path)
     try:
         content = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, OSError) as error:
-        raise ModelFileError(f"{path}: not a readable eqff model file (corrupt or truncated?): {error}") from None
+    except Exception as error:  # torch raises many types on corrupt input; none may escape unexplained
+        raise ModelFileError(
+            f"{path}: not a readable eqff model file (corrupt or truncated, or not saved weights-only): "
+            f"{type(error).__name__}"
+        ) from None
     if not isinstance(content, dict) or content.get("format") != FORMAT:
         raise ModelFileError(f"{path}: not an eqff model file (no 'format: {FORMAT}' entry)")
     missing = [k for k in _REQUIRED_KEYS if k not in content]
@@ -99,6 +126,13 @@ def read_model_file(path: str | os.PathLike) -> dict:
         )
     if content["architecture"] not in ARCHITECTURES:
         raise ModelFileError(f"{path}: unknown architecture {content['architecture']!r}; known: {sorted(ARCHITECTURES)}")
+    if content["dtype"] not in _DTYPES:
+        raise ModelFileError(f"{path}: unsupported dtype {content['dtype']!r}; expected one of {sorted(_DTYPES)}")
+    state_dict = content["state_dict"]
+    if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
+        raise ModelFileError(f"{path}: the state_dict entry is not a dict of tensors")
+    if weights_digest(state_dict) != content["weights_sha256"]:
+        raise ModelFileError(f"{path}: the weights do not match their stored checksum; the file was altered or damaged")
     return content
 
 
@@ -115,5 +149,5 @@ def load_model(path: str | os.PathLike, dtype: torch.dtype | None = None) -> tup
         model.load_state_dict(content["state_dict"])
     except (ValueError, RuntimeError) as error:
         raise ModelFileError(f"{path}: weights do not fit the stored architecture: {error}") from None
-    model = model.to(dtype or getattr(torch, content["dtype"]))
+    model = model.to(dtype or _DTYPES[content["dtype"]])
     return model.eval(), content

@@ -5,11 +5,14 @@ numpy arrays in Å and returns numpy arrays in eV, eV/Å and eV/Å³; it knows n
 model's insides.
 """
 
+import copy
 import os
+import time
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+from ase.data import chemical_symbols
 from torch import nn
 
 from eqff.allocator import retain_freed_memory
@@ -49,7 +52,8 @@ class Potential:
     """A model ready to evaluate structures.
 
     Args:
-        model: a model file path, the name of a shipped potential, or an eqff model.
+        model: a model file path, the name of a shipped potential, or an eqff model (copied,
+            so the caller's model keeps its dtype, device and mode).
         device: "cpu", "cuda" or "cuda:N".
         dtype: "float32" or "float64".
         skin: neighbour-list skin, Å.
@@ -69,7 +73,9 @@ class Potential:
             retain_freed_memory()
         self.dtype = DTYPES[dtype]
         self.metadata: dict = {}
-        if not isinstance(model, nn.Module):
+        if isinstance(model, nn.Module):
+            model = copy.deepcopy(model)
+        else:
             model, content = load_model(model)
             self.metadata = content["metadata"]
         self.model = model.to(device=self.device, dtype=self.dtype).eval()
@@ -82,7 +88,7 @@ class Potential:
         unknown = sorted(set(np.unique(atomic_numbers).tolist()) - self.elements)
         if unknown:
             raise UnknownElementError(
-                f"atomic numbers {unknown} are not among the elements this model was trained on {sorted(self.elements)}"
+                f"elements {_symbols(unknown)} are not among those this model was trained on {_symbols(self.elements)}"
             )
 
     def __call__(
@@ -118,10 +124,13 @@ class Potential:
         return result
 
 
+def _symbols(atomic_numbers) -> list[str]:
+    """Chemical symbols with atomic numbers, e.g. ``['Cl (17)']``, sorted by atomic number."""
+    return [f"{chemical_symbols[z]} ({z})" for z in sorted(atomic_numbers)]
+
+
 def _now(device: torch.device) -> float:
     """A wall-clock time in seconds, after the device's queued work has finished."""
-    import time
-
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return time.perf_counter()

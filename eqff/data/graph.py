@@ -43,7 +43,8 @@ def collate(graphs: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
     each frame, ``batch`` numbers the frames, and per-frame fields (cell, pbc, energy, ...) are
     stacked. If any frame has ``cell_shifts``, frames without them get zero shifts.
     """
-    num_atoms = torch.tensor([len(g[keys.ATOMIC_NUMBERS]) for g in graphs])
+    device = graphs[0][keys.POSITIONS].device
+    num_atoms = torch.tensor([len(g[keys.ATOMIC_NUMBERS]) for g in graphs], device=device)
     offsets = torch.cumsum(num_atoms, 0) - num_atoms
     batch: dict[str, torch.Tensor] = {}
     for key in graphs[0]:
@@ -51,7 +52,7 @@ def collate(graphs: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
         if key == keys.EDGE_INDEX:
             batch[key] = torch.cat([e + int(o) for e, o in zip(values, offsets)], dim=1)
         elif key == keys.BATCH:
-            batch[key] = torch.repeat_interleave(torch.arange(len(graphs)), num_atoms)
+            batch[key] = torch.repeat_interleave(torch.arange(len(graphs), device=device), num_atoms)
         elif key in (keys.CELL, keys.PBC, keys.STRESS):
             batch[key] = torch.cat(values)
         elif key == keys.ENERGY:
@@ -61,6 +62,9 @@ def collate(graphs: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
     if any(keys.CELL_SHIFTS in g for g in graphs):
         dtype = graphs[0][keys.POSITIONS].dtype
         batch[keys.CELL_SHIFTS] = torch.cat(
-            [g.get(keys.CELL_SHIFTS, torch.zeros(g[keys.EDGE_INDEX].shape[1], 3, dtype=dtype)) for g in graphs]
+            [
+                g.get(keys.CELL_SHIFTS, torch.zeros(g[keys.EDGE_INDEX].shape[1], 3, dtype=dtype, device=device))
+                for g in graphs
+            ]
         )
     return batch

@@ -42,7 +42,7 @@ class PerElementScaleShift(nn.Module):
     """Turns per-atom network outputs into per-atom energies: ``scale * x + offset[element]``.
 
     ``scale`` (eV) and ``offsets`` (eV per atom of each element) are buffers, so a saved model
-    reproduces inference exactly. Fit them with :func:`eqff.stats.energy_statistics`
+    reproduces inference exactly. Fit them with :func:`eqff.train.stats.energy_statistics`
     and :meth:`set_statistics`; by default scale is 1 and offsets are 0.
 
     Args:

@@ -1,0 +1,102 @@
+"""``eqff evaluate``: energy and force errors of a model on labelled frames."""
+
+import argparse
+import json
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from eqff.data.frames import Frame
+from eqff.data.md17 import MOLECULES
+from eqff.errors import DataFileError, EqffInputError, ModelFileError
+from eqff.model_file import load_model
+from eqff.potential import DTYPES, resolve_device
+from eqff.train.config import DataConfig
+from eqff.train.dataset import describe_source, read_frames, require_labels
+from eqff.train.metrics import evaluate
+from eqff.train.splits import PARTS, read_split
+
+HELP = "energy and force MAE/RMSE (meV, kcal/mol) of a model on rMD17, MD17, extxyz or a run's split"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", help="model file (.eqff) or shipped potential")
+    frames = parser.add_argument_group("frames (one of --dataset, --extxyz, --split-file)")
+    frames.add_argument("--dataset", choices=["rmd17", "md17"], help="rMD17 split files or MD17 (all frames)")
+    frames.add_argument("--molecule", choices=MOLECULES)
+    frames.add_argument("--split", type=int, default=1, help="rMD17 split number (default 1)")
+    frames.add_argument("--extxyz", help="extended-XYZ file with energies and forces")
+    frames.add_argument("--energy-key", default="energy", help="extxyz energy key (default: energy)")
+    frames.add_argument("--forces-key", default="forces", help="extxyz forces key (default: forces)")
+    frames.add_argument("--energy-unit", default="eV", help="extxyz energy unit, e.g. eV, kcal/mol (default eV)")
+    frames.add_argument("--length-unit", default="Å", help="extxyz length unit (default Å)")
+    frames.add_argument("--split-file", help="a run's split.json: evaluate on its frames of --part")
+    frames.add_argument("--part", choices=PARTS, help="rMD17: train or test file (default test); "
+                        "with --split-file: train, validation or test (default test)")
+    frames.add_argument("--max-frames", type=int, help="use only the first N selected frames")
+    parser.add_argument("--data-root", help="data folder (default: $EQFF_DATA)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", choices=sorted(DTYPES), help="default: the dtype the model was saved in")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--json", help="also write the results to this JSON file")
+
+
+def _data_config(content: dict) -> DataConfig:
+    try:
+        return DataConfig.model_validate(content)
+    except ValidationError as error:
+        raise DataFileError("; ".join(e["msg"].removeprefix("Value error, ") for e in error.errors())) from None
+
+
+def select_frames(args: argparse.Namespace) -> tuple[list[Frame], str]:
+    """The frames the arguments choose, and a description of them."""
+    sources = [flag for flag, value in (("--dataset", args.dataset), ("--extxyz", args.extxyz),
+                                        ("--split-file", args.split_file)) if value]
+    if len(sources) != 1:
+        raise DataFileError("choose the frames with exactly one of --dataset, --extxyz and --split-file"
+                            + (f" (got {', '.join(sources)})" if sources else ""))
+    part = args.part or "test"
+    if args.split_file:
+        record = read_split(args.split_file)
+        data = _data_config(record["data"])
+        if part == "test" and record["test"] is None:
+            return read_frames(data, "test", args.data_root), describe_source(data, "test")
+        pool = read_frames(data, "train", args.data_root)
+        return [pool[i] for i in record[part]], f"{record['pool']}, {part} frames of {args.split_file}"
+    if args.extxyz:
+        data = _data_config(dict(
+            dataset="extxyz", path=str(Path(args.extxyz).resolve()), energy_key=args.energy_key,
+            forces_key=args.forces_key, energy_unit=args.energy_unit, length_unit=args.length_unit,
+        ))
+        return read_frames(data, root=args.data_root), describe_source(data)
+    data = _data_config(dict(dataset=args.dataset, molecule=args.molecule, split=args.split))
+    if data.dataset == "rmd17" and part == "validation":
+        raise DataFileError("rMD17 validation frames are chosen at training time: "
+                            "use --split-file with --part validation")
+    return read_frames(data, part, args.data_root), describe_source(data, part)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        device = resolve_device(args.device)
+        model, content = load_model(args.model, DTYPES[args.dtype] if args.dtype else None)
+        frames, description = select_frames(args)
+        frames = frames[: args.max_frames]
+        require_labels(frames, description)
+        print(f"eqff evaluate: model {args.model} on {description}, {len(frames)} frames, "
+              f"{content['dtype'] if args.dtype is None else args.dtype} on {device}", flush=True)
+        report = evaluate(model, frames, args.batch_size, device)
+    except (DataFileError, EqffInputError, ModelFileError) as error:
+        raise SystemExit(f"error: {error}") from None
+    print(f"{'':<8} {'unit':<12} {'MAE':>10} {'RMSE':>10}")
+    for quantity, units in (("energy", (("meV", "meV"), ("kcal/mol", "kcal_per_mol"))),
+                            ("forces", (("meV/Å", "meV_per_A"), ("kcal/mol/Å", "kcal_per_mol_per_A")))):
+        for label, suffix in units:
+            print(f"{quantity:<8} {label:<12} {report[f'{quantity}_mae_{suffix}']:>10.3f} "
+                  f"{report[f'{quantity}_rmse_{suffix}']:>10.3f}")
+    print(f"frames   {report['num_frames']} (energy errors per molecule, force errors per component)")
+    if args.json:
+        content = {"model": str(args.model), "data": description, **report}
+        Path(args.json).write_text(json.dumps(content, indent=1) + "\n")
+        print(f"wrote {args.json}")
+    return 0

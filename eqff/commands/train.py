@@ -1,0 +1,45 @@
+"""``eqff train``: fit a force field as a YAML config says (see training/README.md)."""
+
+import argparse
+
+from eqff.errors import DataFileError, EqffInputError
+from eqff.train.config import ConfigError, load_config
+from eqff.train.run import SPLIT_FILE, train
+
+HELP = "train a force field from a YAML config (rMD17, MD17 or extxyz data), with resumable checkpoints"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", help="training config (YAML), e.g. training/painn-aspirin.yaml")
+    parser.add_argument("--resume", action="store_true", help="continue the run from its checkpoints/last.ckpt")
+    parser.add_argument("--data-root", help="data folder (default: the config's data.root, else $EQFF_DATA)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (for logs and CI)")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.config)
+        data = config.data
+        source = data.path if data.dataset == "extxyz" else f"{data.dataset} {data.molecule}"
+        print(f"eqff train: {config.name}: {config.model.architecture} on {source}, "
+              f"{data.num_train} train + {data.num_validation} validation frames, {config.dtype} on {config.device}, "
+              f"run folder {config.run_dir}{' (resuming)' if args.resume else ''}", flush=True)
+        result = train(config, resume=args.resume, data_root=args.data_root, progress_bar=not args.no_progress)
+    except (ConfigError, DataFileError, EqffInputError, FileExistsError, FileNotFoundError) as error:
+        raise SystemExit(f"error: {error}") from None
+    if result is None:  # a non-zero rank of a multi-process run
+        return 0
+    epochs_run = len(result.epoch_seconds)
+    print("summary")
+    if epochs_run:
+        mean = sum(result.epoch_seconds) / epochs_run
+        print(f"  epochs              {result.epochs} in total, {epochs_run} in this run at {mean:.1f} s/epoch: "
+              f"{result.epochs_per_hour:.1f} epochs/hour")
+    else:
+        print(f"  epochs              {result.epochs} in total, none in this run (the run had already finished)")
+    print(f"  training time       {result.training_seconds:.0f} s in total")
+    print(f"  best val force MAE  {result.best_forces_mae:.2f} meV/Å (EMA weights)")
+    print(f"  model               {result.model_path}")
+    split = result.run_dir / SPLIT_FILE
+    print(f"  evaluate            eqff evaluate {result.model_path} --split-file {split} --part test")
+    return 0

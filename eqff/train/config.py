@@ -1,0 +1,261 @@
+"""Training configuration: a typed, validated tree read from YAML (the only place YAML is parsed).
+
+Every section forbids unknown keys, so a misspelt key is an error naming it (with a suggestion).
+Units: energies eV, lengths Å, times minutes; loss weights multiply mean squared errors in
+(eV/atom)² and (eV/Å)².
+"""
+
+import difflib
+import inspect
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from eqff.data.md17 import MOLECULES
+from eqff.data.units import ENERGY_UNITS, LENGTH_UNITS
+from eqff.models import ARCHITECTURES
+
+
+class ConfigError(ValueError):
+    """A training configuration file is unreadable or invalid; the message names the file and keys."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataConfig(_Section):
+    """Where the frames come from and how they are split.
+
+    Attributes:
+        dataset: ``rmd17`` (official splits: train and validation frames are drawn from
+            ``train_0N``, the test set is ``test_0N``), ``md17`` or ``extxyz`` (seeded random split
+            of all frames, the rest is the test set).
+        molecule: rMD17/MD17 molecule name, e.g. ``aspirin``.
+        split: rMD17 split number N (1-5).
+        path: extxyz file; relative paths are taken relative to the data root.
+        energy_key, forces_key: extxyz info/array keys of the labels.
+        energy_unit, length_unit: units of the extxyz file (converted to eV and Å on reading).
+        num_train, num_validation: numbers of training and validation frames.
+        seed: seed of the split permutation (``numpy.random.default_rng(seed).permutation``).
+        root: data root; default ``$EQFF_DATA`` (the ``--data-root`` option overrides both).
+    """
+
+    dataset: Literal["rmd17", "md17", "extxyz"]
+    molecule: str | None = None
+    split: int = Field(1, ge=1, le=5)
+    path: str | None = None
+    energy_key: str = "energy"
+    forces_key: str = "forces"
+    energy_unit: str = "eV"
+    length_unit: str = "Å"
+    num_train: int = Field(950, gt=0)
+    num_validation: int = Field(50, gt=0)
+    seed: int = 0
+    root: str | None = None
+
+    @field_validator("molecule")
+    @classmethod
+    def _known_molecule(cls, molecule: str | None) -> str | None:
+        if molecule is not None and molecule not in MOLECULES:
+            hint = _suggestion(molecule, set(MOLECULES))
+            raise ValueError(f"unknown molecule {molecule!r}{hint}; known: {', '.join(MOLECULES)}")
+        return molecule
+
+    @field_validator("energy_unit")
+    @classmethod
+    def _known_energy_unit(cls, unit: str) -> str:
+        if unit not in ENERGY_UNITS:
+            raise ValueError(f"unknown energy unit {unit!r}; known: {sorted(ENERGY_UNITS)}")
+        return unit
+
+    @field_validator("length_unit")
+    @classmethod
+    def _known_length_unit(cls, unit: str) -> str:
+        if unit not in LENGTH_UNITS:
+            raise ValueError(f"unknown length unit {unit!r}; known: {sorted(LENGTH_UNITS)}")
+        return unit
+
+    @model_validator(mode="after")
+    def _source_is_complete(self) -> "DataConfig":
+        if self.dataset == "extxyz":
+            if self.path is None:
+                raise ValueError("dataset 'extxyz' needs 'path'")
+            if self.molecule is not None:
+                raise ValueError("'molecule' is only for the rmd17 and md17 datasets")
+        else:
+            if self.molecule is None:
+                raise ValueError(f"dataset {self.dataset!r} needs 'molecule'")
+            if self.path is not None:
+                raise ValueError("'path' is only for the extxyz dataset")
+        if self.dataset == "rmd17" and self.num_train + self.num_validation > 1000:
+            raise ValueError("rMD17 train files hold 1000 frames: num_train + num_validation must be <= 1000")
+        return self
+
+
+class ModelConfig(_Section):
+    """Architecture and constructor arguments; ``elements`` default to those of the training frames."""
+
+    architecture: str = "painn"
+    hyperparameters: dict[str, Any] = Field(default_factory=dict)
+    elements: list[int] | None = None
+
+    @model_validator(mode="after")
+    def _known_architecture_and_arguments(self) -> "ModelConfig":
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(f"unknown architecture {self.architecture!r}; known: {sorted(ARCHITECTURES)}")
+        allowed = set(inspect.signature(ARCHITECTURES[self.architecture]).parameters) - {"elements"}
+        for key in self.hyperparameters:
+            if key not in allowed:
+                raise ValueError(
+                    f"unknown key 'hyperparameters.{key}' for {self.architecture!r}{_suggestion(key, allowed)}; "
+                    f"allowed: {sorted(allowed)} (elements go in 'model.elements')"
+                )
+        return self
+
+
+class LossConfig(_Section):
+    """Weights of the energy MSE per atom ((eV/atom)²) and of the force-component MSE ((eV/Å)²)."""
+
+    energy_weight: float = Field(1.0, ge=0)
+    forces_weight: float = Field(1000.0, ge=0)
+
+    @model_validator(mode="after")
+    def _some_weight(self) -> "LossConfig":
+        if self.energy_weight == 0 and self.forces_weight == 0:
+            raise ValueError("at least one of energy_weight and forces_weight must be positive")
+        return self
+
+
+class OptimiserConfig(_Section):
+    name: Literal["adam", "adamw"] = "adam"
+    lr: float = Field(5e-4, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    amsgrad: bool = False
+
+
+class ScheduleConfig(_Section):
+    """``plateau``: multiply lr by ``factor`` after ``patience`` epochs without a better validation
+    force MAE; ``cosine``: cosine decay to ``min_lr`` over ``training.max_epochs``; ``none``."""
+
+    name: Literal["plateau", "cosine", "none"] = "plateau"
+    factor: float = Field(0.8, gt=0, lt=1)
+    patience: int = Field(25, ge=0)
+    min_lr: float = Field(1e-6, ge=0)
+
+
+class TrainingConfig(_Section):
+    """Loop settings.
+
+    Attributes:
+        max_epochs: stop after this many epochs (``None``: only the time budget stops the run).
+        max_time_minutes: wall-clock budget of training, summed over resumed runs; checked at the
+            end of each epoch, so a run may exceed it by up to one epoch.
+        ema_decay: decay of the exponential moving average of the weights per step (``None``: off);
+            validation and the exported model use the averaged weights.
+        gradient_clip: clip the gradient norm to this value (``None``: off).
+        early_stopping_patience: stop after this many epochs without a better validation force MAE.
+        checkpoint_every_n_epochs: write ``checkpoints/last.ckpt`` every N epochs (and at the end).
+    """
+
+    batch_size: int = Field(5, gt=0)
+    validation_batch_size: int = Field(10, gt=0)
+    max_epochs: int | None = Field(1000, gt=0)
+    max_time_minutes: float | None = Field(None, gt=0)
+    ema_decay: float | None = Field(0.99, ge=0, lt=1)
+    gradient_clip: float | None = Field(10.0, gt=0)
+    early_stopping_patience: int | None = Field(100, gt=0)
+    checkpoint_every_n_epochs: int = Field(1, gt=0)
+    log_every_n_steps: int = Field(20, gt=0)
+    num_workers: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _some_stop(self) -> "TrainingConfig":
+        if self.max_epochs is None and self.max_time_minutes is None:
+            raise ValueError("give max_epochs, max_time_minutes or both")
+        return self
+
+
+class RunConfig(_Section):
+    """A whole training run. Its folder is ``output_dir/name``.
+
+    Attributes:
+        seed: seeds model initialisation and the (per-epoch) order of training frames.
+        device: ``cpu``, ``cuda`` or ``auto``; num_devices > 1 with strategy ``ddp`` trains on
+            several devices (one process each).
+        dtype: floating dtype of model and positions (labels stay float64).
+    """
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    output_dir: str = "runs"
+    seed: int = 0
+    device: Literal["cpu", "cuda", "auto"] = "cpu"
+    num_devices: int = Field(1, gt=0)
+    strategy: Literal["auto", "ddp"] = "auto"
+    dtype: Literal["float32", "float64"] = "float32"
+    data: DataConfig
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    loss: LossConfig = Field(default_factory=LossConfig)
+    optimiser: OptimiserConfig = Field(default_factory=OptimiserConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+
+    @model_validator(mode="after")
+    def _cosine_needs_epochs(self) -> "RunConfig":
+        if self.schedule.name == "cosine" and self.training.max_epochs is None:
+            raise ValueError("schedule 'cosine' needs training.max_epochs")
+        return self
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.output_dir) / self.name
+
+
+def _suggestion(key: str, allowed: set[str]) -> str:
+    close = difflib.get_close_matches(key, sorted(allowed), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _section_fields(loc: tuple) -> set[str]:
+    """Names allowed at the parent of ``loc`` (for suggestions on unknown keys)."""
+    model: type[BaseModel] = RunConfig
+    for part in loc[:-1]:
+        annotation = model.model_fields[part].annotation
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return set()
+        model = annotation
+    return set(model.model_fields)
+
+
+def _describe(error: dict) -> str:
+    loc = tuple(str(part) for part in error["loc"])
+    where = ".".join(loc) or "(top level)"
+    if error["type"] == "extra_forbidden":
+        return f"unknown key '{where}'{_suggestion(loc[-1], _section_fields(loc))}"
+    message = error["msg"].removeprefix("Value error, ")
+    return f"{where}: {message}"
+
+
+def parse_config(content: Any, source: str = "<config>") -> RunConfig:
+    """Validate a config mapping; raise :class:`ConfigError` listing every problem with its key."""
+    if not isinstance(content, dict):
+        raise ConfigError(f"{source}: a training config must be a YAML mapping, got {type(content).__name__}")
+    try:
+        return RunConfig.model_validate(content)
+    except ValidationError as error:
+        problems = "\n".join(f"  {_describe(e)}" for e in error.errors())
+        raise ConfigError(f"{source}: invalid training config:\n{problems}") from None
+
+
+def load_config(path: str | os.PathLike) -> RunConfig:
+    """Read and validate a YAML training config; errors name the file and the offending keys."""
+    try:
+        content = yaml.safe_load(Path(path).read_text())
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read training config: {error}") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {error}") from None
+    return parse_config(content, str(path))

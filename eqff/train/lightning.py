@@ -1,0 +1,145 @@
+"""Lightning wrapper of an eqff energy model: loss, logged metrics and optimiser, no physics.
+
+Energies and forces come from :func:`eqff.nn.forces.energy_forces_stress` (forces by autograd;
+the graph is kept while training so that force errors back-propagate). Validation also needs
+autograd, so the Trainer must run with ``inference_mode=False``.
+
+The learning-rate schedule is stepped here, right after each validation, and saved in the
+checkpoint by this module: Lightning would step it after the epoch's checkpoint is written and
+does not replay that step on resume, so a resumed run would lag one step behind.
+"""
+
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.callbacks import EMAWeightAveraging
+from lightning.pytorch.trainer.states import TrainerFn
+from torch import nn
+
+from eqff.data import keys
+from eqff.nn.forces import energy_forces_stress
+from eqff.train.config import OptimiserConfig, ScheduleConfig
+from eqff.train.loss import EnergyForceLoss
+from eqff.train.metrics import MEV, ErrorAccumulator
+
+MONITOR = "val/forces_mae"
+"""Validation force MAE per component, meV/Å (with the EMA weights when EMA is on): drives the
+plateau schedule, early stopping and the choice of the best model."""
+
+
+class LitPotential(pl.LightningModule):
+    """Trains ``model`` (graph → energy) on energies and forces.
+
+    Args:
+        model: an eqff energy model.
+        loss: the loss on predicted vs labelled energies and forces.
+        optimiser, schedule: optimiser and learning-rate schedule settings.
+        max_epochs: length of the cosine schedule (unused by the other schedules).
+
+    Logged: ``train/loss`` (progress bar), ``train/energy_mse`` ((eV/atom)²),
+    ``train/forces_mse`` ((eV/Å)²), ``val/loss``, ``val/energy_mae`` and ``val/energy_rmse``
+    (meV per frame), ``val/forces_mae`` and ``val/forces_rmse`` (meV/Å per component).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loss: EnergyForceLoss,
+        optimiser: OptimiserConfig,
+        schedule: ScheduleConfig,
+        max_epochs: int | None,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.loss = loss
+        self.optimiser = optimiser
+        self.schedule = schedule
+        self.max_epochs = max_epochs
+        self.val_energy = ErrorAccumulator()
+        self.val_forces = ErrorAccumulator()
+        self.scheduler: torch.optim.lr_scheduler.LRScheduler | torch.optim.lr_scheduler.ReduceLROnPlateau | None = None
+        self._scheduler_state: dict | None = None  # from a checkpoint, applied once the scheduler exists
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return energy_forces_stress(self.model, batch)
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        losses = self.loss(self(batch), batch)
+        size = batch[keys.ENERGY].shape[0]
+        log = dict(batch_size=size, sync_dist=True)  # epoch means over all processes
+        self.log("train/loss", losses["loss"], prog_bar=True, on_step=True, on_epoch=True, **log)
+        self.log("train/energy_mse", losses["energy"], on_step=False, on_epoch=True, **log)
+        self.log("train/forces_mse", losses["forces"], on_step=False, on_epoch=True, **log)
+        return losses["loss"]
+
+    def on_validation_epoch_start(self) -> None:
+        self.val_energy, self.val_forces = ErrorAccumulator(), ErrorAccumulator()
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        predicted = self(batch)
+        losses = self.loss(predicted, batch)
+        self.log("val/loss", losses["loss"], batch_size=batch[keys.ENERGY].shape[0], sync_dist=True)
+        self.val_energy.update(predicted[keys.ENERGY], batch[keys.ENERGY])
+        self.val_forces.update(predicted[keys.FORCES], batch[keys.FORCES])
+
+    def on_validation_epoch_end(self) -> None:
+        for errors in (self.val_energy, self.val_forces):  # sums over all processes
+            errors.sums = self.trainer.strategy.reduce(errors.sums, reduce_op="sum")
+        log = dict(sync_dist=True)  # every process holds the same values: averaging keeps them
+        self.log("val/energy_mae", self.val_energy.mae / MEV, **log)
+        self.log("val/energy_rmse", self.val_energy.rmse / MEV, **log)
+        self.log(MONITOR, self.val_forces.mae / MEV, prog_bar=True, **log)
+        self.log("val/forces_rmse", self.val_forces.rmse / MEV, **log)
+        if self.trainer.state.fn == TrainerFn.FITTING and not self.trainer.sanity_checking:
+            self._step_scheduler(self.val_forces.mae / MEV)
+
+    def _step_scheduler(self, monitored: float) -> None:
+        if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            self.scheduler.step(monitored)
+        elif self.scheduler is not None:
+            self.scheduler.step()
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.scheduler is not None:
+            checkpoint["eqff_lr_scheduler"] = self.scheduler.state_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._scheduler_state = checkpoint.get("eqff_lr_scheduler")
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        settings = self.optimiser
+        optimiser_class = torch.optim.AdamW if settings.name == "adamw" else torch.optim.Adam
+        optimiser = optimiser_class(
+            self.model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay, amsgrad=settings.amsgrad
+        )
+        schedule = self.schedule
+        if schedule.name == "plateau":
+            self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+                optimiser, mode="min", factor=schedule.factor, patience=schedule.patience, min_lr=schedule.min_lr
+            )
+        elif schedule.name == "cosine":
+            self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+                optimiser, self.max_epochs, eta_min=schedule.min_lr
+            )
+        if self.scheduler is not None and self._scheduler_state is not None:
+            self.scheduler.load_state_dict(self._scheduler_state)
+        return optimiser
+
+
+class EMA(EMAWeightAveraging):
+    """Lightning's EMA of the weights, kept on the model's device.
+
+    Lightning builds the averaged copy before it moves the model to its device; this moves the
+    copy along once fitting starts. Only parameters are averaged (buffers such as the energy
+    offsets and the element lookup table are fixed during training).
+
+    Args:
+        decay: weight of the old average per optimiser step.
+    """
+
+    def __init__(self, decay: float) -> None:
+        super().__init__(decay=decay, use_buffers=False)
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._average_model.to(pl_module.device)

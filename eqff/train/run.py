@@ -1,0 +1,286 @@
+"""A training run built from a :class:`~eqff.train.config.RunConfig`, on Lightning.
+
+Run folder ``output_dir/name/``::
+
+    config.yaml            the config of the (latest) run
+    split.json             the frames used (see :func:`eqff.train.splits.read_split`)
+    metrics.csv            per-step and per-epoch metrics (and tensorboard/ if installed)
+    checkpoints/last.ckpt  written every N epochs and at the end; ``resume=True`` continues from it
+    checkpoints/best.ckpt  the epoch with the lowest validation force MAE (EMA weights)
+    <name>.eqff            the best model, for EqffCalculator, ``eqff md`` and ``eqff evaluate``
+"""
+
+import importlib.util
+import os
+import platform
+import time
+import warnings
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import lightning
+import lightning.pytorch as pl
+import torch
+import yaml
+from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, Timer
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_only
+from torch import nn
+
+from eqff.data.frames import Frame
+from eqff.model_file import MODEL_FILE_SUFFIX, save_model
+from eqff.models import build_model
+from eqff.potential import DTYPES
+from eqff.train.checkpoint import BEST_CHECKPOINT, LAST_CHECKPOINT, AtomicCheckpointIO, FinalCheckpoint
+from eqff.train.config import ConfigError, RunConfig, parse_config
+from eqff.train.dataset import GraphDataset, describe_source, make_loader, read_frames, require_labels
+from eqff.train.lightning import EMA, MONITOR, LitPotential
+from eqff.train.loss import EnergyForceLoss
+from eqff.train.metrics import check_elements
+from eqff.train.splits import random_split, write_json_atomic
+from eqff.train.stats import energy_statistics
+
+SPLIT_FILE = "split.json"
+CONFIG_FILE = "config.yaml"
+CHECKPOINT_DIR = "checkpoints"
+
+
+@dataclass
+class TrainingResult:
+    """What a finished run produced.
+
+    Attributes:
+        model_path: the exported best model.
+        epochs: epochs completed in total (over resumed runs).
+        epoch_seconds: wall seconds of each epoch run by this call (training + validation).
+        training_seconds: training wall time in total (over resumed runs).
+        best_forces_mae: best validation force MAE, meV/Å.
+    """
+
+    run_dir: Path
+    model_path: Path
+    epochs: int
+    epoch_seconds: list[float]
+    training_seconds: float
+    best_forces_mae: float
+
+    @property
+    def epochs_per_hour(self) -> float:
+        return 3600 * len(self.epoch_seconds) / sum(self.epoch_seconds) if self.epoch_seconds else 0.0
+
+
+class EpochStopwatch(pl.Callback):
+    """Records the wall seconds of every training epoch (its validation included)."""
+
+    def __init__(self) -> None:
+        self.seconds: list[float] = []
+        self._start = 0.0
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._start = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.seconds.append(time.perf_counter() - self._start)
+
+
+def split_frames(config: RunConfig, root: str | None) -> tuple[list[Frame], list[Frame], dict]:
+    """Training and validation frames and the split record written to ``split.json``."""
+    data = config.data
+    pool = read_frames(data, "train", root)
+    indices = random_split(len(pool), data.num_train, data.num_validation, data.seed)
+    separate_test = data.dataset == "rmd17"
+    record = {
+        "data": data.model_dump(),
+        "pool": describe_source(data, "train"),
+        "num_frames": len(pool),
+        "train": indices["train"],
+        "validation": indices["validation"],
+        "test": None if separate_test else indices["test"],
+        "test_source": describe_source(data, "test") if separate_test else "the pool frames not in train or validation",
+    }
+    train = [pool[i] for i in indices["train"]]
+    validation = [pool[i] for i in indices["validation"]]
+    require_labels(train + validation, record["pool"])
+    return train, validation, record
+
+
+def build_initial_model(config: RunConfig, train: list[Frame]) -> nn.Module:
+    """A fresh model in the config's dtype with energy offsets and scale fitted to ``train``."""
+    elements = config.model.elements or sorted({int(z) for frame in train for z in frame.atomic_numbers})
+    model = build_model(config.model.architecture, {**config.model.hyperparameters, "elements": elements})
+    model = model.to(DTYPES[config.dtype])
+    offsets, scale = energy_statistics(train, elements)
+    model.scale_shift.set_statistics(offsets, scale)
+    return model
+
+
+def prepare_run_dir(config: RunConfig, resume: bool) -> Path:
+    """Check the run folder against ``resume`` and write ``config.yaml``; return the folder."""
+    run_dir = config.run_dir
+    last = run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT
+    if resume and not last.is_file():
+        raise FileNotFoundError(f"cannot resume: {last} does not exist")
+    if not resume and rank_zero_only.rank == 0 and (run_dir / CHECKPOINT_DIR).exists():
+        raise FileExistsError(
+            f"{run_dir} already holds a run; continue it with --resume, or change 'name' or 'output_dir'"
+        )
+    saved = run_dir / CONFIG_FILE
+    if resume and saved.is_file():
+        previous = parse_config(yaml.safe_load(saved.read_text()), str(saved))
+        fixed = ("seed", "dtype", "data", "model", "loss")
+        changed = [name for name in fixed if getattr(previous, name) != getattr(config, name)]
+        if changed:
+            raise ConfigError(f"cannot resume {run_dir}: the config changed {changed} since the run started")
+    if rank_zero_only.rank == 0:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        temporary = saved.with_name(f".{saved.name}.tmp")
+        temporary.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, allow_unicode=True))
+        os.replace(temporary, saved)
+    return run_dir
+
+
+def build_trainer(config: RunConfig, run_dir: Path, num_batches: int, progress_bar: bool) -> pl.Trainer:
+    """A Lightning Trainer with EMA, schedules, early stopping, atomic checkpoints and loggers."""
+    settings = config.training
+    checkpoints = run_dir / CHECKPOINT_DIR
+    budget = timedelta(minutes=settings.max_time_minutes) if settings.max_time_minutes else None
+    callbacks: list[pl.Callback] = [FinalCheckpoint(checkpoints / LAST_CHECKPOINT)]  # before EMA: see FinalCheckpoint
+    if settings.ema_decay is not None:
+        callbacks.append(EMA(settings.ema_decay))
+    callbacks += [Timer(duration=budget, interval="epoch"), EpochStopwatch(), LearningRateMonitor("epoch")]
+    if settings.early_stopping_patience is not None:
+        callbacks.append(EarlyStopping(MONITOR, patience=settings.early_stopping_patience, mode="min"))
+    callbacks += [  # saved when validation ends; Lightning runs ModelCheckpoints after the other callbacks
+        ModelCheckpoint(
+            checkpoints, Path(BEST_CHECKPOINT).stem, monitor=MONITOR, mode="min", enable_version_counter=False
+        ),
+        ModelCheckpoint(
+            checkpoints,
+            Path(LAST_CHECKPOINT).stem,
+            every_n_epochs=settings.checkpoint_every_n_epochs,
+            enable_version_counter=False,
+        ),
+    ]
+    loggers = [CSVLogger(run_dir, name="", version="")]
+    if importlib.util.find_spec("tensorboard") is not None:
+        loggers.append(TensorBoardLogger(run_dir, name="tensorboard", version=""))
+    return pl.Trainer(
+        accelerator=config.device,
+        devices=config.num_devices,
+        strategy=config.strategy,
+        precision="64-true" if config.dtype == "float64" else "32-true",
+        max_epochs=settings.max_epochs or -1,
+        callbacks=callbacks,
+        logger=loggers,
+        plugins=[AtomicCheckpointIO()],
+        gradient_clip_val=settings.gradient_clip,
+        inference_mode=False,  # validation computes forces by autograd
+        num_sanity_val_steps=0,
+        log_every_n_steps=min(settings.log_every_n_steps, num_batches),
+        use_distributed_sampler=False,  # EpochSampler shards the data itself
+        enable_progress_bar=progress_bar,
+        enable_model_summary=False,
+        default_root_dir=run_dir,
+    )
+
+
+def hardware_description(trainer: pl.Trainer) -> dict:
+    device = trainer.strategy.root_device
+    return {
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "num_devices": trainer.num_devices * trainer.num_nodes,
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": str(torch.__version__),  # a TorchVersion would not load with weights_only
+        "lightning": lightning.__version__,
+    }
+
+
+def _callback(trainer: pl.Trainer, kind: type, **attributes) -> pl.Callback:
+    return next(
+        c for c in trainer.callbacks if isinstance(c, kind) and all(getattr(c, k) == v for k, v in attributes.items())
+    )
+
+
+def export_best_model(
+    trainer: pl.Trainer, lit: LitPotential, config: RunConfig, train: list[Frame], training_seconds: float
+) -> tuple[Path, float]:
+    """Save the best checkpoint's (EMA) weights as ``<name>.eqff``; return its path and force MAE (meV/Å)."""
+    best = _callback(trainer, ModelCheckpoint, monitor=MONITOR)
+    checkpoint = trainer.strategy.checkpoint_io.load_checkpoint(best.best_model_path, weights_only=True)
+    prefix = "model."  # LitPotential's name for the model; the state_dict holds the EMA weights
+    weights = {k.removeprefix(prefix): v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
+    lit.model.load_state_dict(weights)
+    best_mae = float(best.best_model_score)
+    example = train[0]
+    metadata = {
+        "training_data": describe_source(config.data, "train"),
+        "dataset": config.data.model_dump(),
+        "split_file": SPLIT_FILE,
+        "config": config.model_dump(mode="json"),
+        "training_time_s": training_seconds,
+        "hardware": hardware_description(trainer),
+        "epochs": trainer.current_epoch,
+        "best_epoch": int(checkpoint["epoch"]) + 1,  # counted from 1
+        "validation_forces_mae_meV_per_A": best_mae,
+        "example_structure": {
+            "atomic_numbers": example.atomic_numbers.tolist(),
+            "positions": example.positions.tolist(),
+        },
+    }
+    path = save_model(config.run_dir / f"{config.name}{MODEL_FILE_SUFFIX}", lit.model, metadata)
+    return path, best_mae
+
+
+def train(
+    config: RunConfig, resume: bool = False, data_root: str | None = None, progress_bar: bool = True
+) -> TrainingResult | None:
+    """Train as ``config`` says; return what was produced (``None`` on the non-zero ranks of DDP).
+
+    Args:
+        resume: continue from ``checkpoints/last.ckpt`` (optimiser, schedule, EMA, early-stopping
+            and timer state included); only ``training``, ``optimiser`` and ``schedule`` may differ.
+        data_root: overrides ``data.root`` and ``$EQFF_DATA``.
+    """
+    run_dir = prepare_run_dir(config, resume)
+    pl.seed_everything(config.seed, workers=True, verbose=False)
+    train_frames, validation_frames, record = split_frames(config, data_root)
+    if rank_zero_only.rank == 0:
+        write_json_atomic(run_dir / SPLIT_FILE, record)
+    model = build_initial_model(config, train_frames)
+    check_elements(model, validation_frames)
+    dtype = DTYPES[config.dtype]
+    settings = config.training
+    train_loader = make_loader(
+        GraphDataset(train_frames, model.cutoff, dtype), settings.batch_size, True, config.seed, settings.num_workers
+    )
+    validation_loader = make_loader(
+        GraphDataset(validation_frames, model.cutoff, dtype),
+        settings.validation_batch_size,
+        False,
+        num_workers=settings.num_workers,
+    )
+    loss = EnergyForceLoss(config.loss.energy_weight, config.loss.forces_weight)
+    lit = LitPotential(model, loss, config.optimiser, config.schedule, settings.max_epochs)
+    trainer = build_trainer(config, run_dir, len(train_loader), progress_bar)
+    last = run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT
+    with warnings.catch_warnings():
+        # The run folder holds more than logs (and, on resume, checkpoints); graphs are precomputed,
+        # so loader workers are optional.
+        warnings.filterwarnings("ignore", message=".*(Experiment logs|Checkpoint) directory .* exists and is not empty")
+        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        trainer.fit(lit, train_loader, validation_loader, ckpt_path=last if resume else None)
+    if not trainer.is_global_zero:
+        return None
+    training_seconds = _callback(trainer, Timer).time_elapsed("train")
+    model_path, best_mae = export_best_model(trainer, lit, config, train_frames, training_seconds)
+    return TrainingResult(
+        run_dir=run_dir,
+        model_path=model_path,
+        epochs=trainer.current_epoch,
+        epoch_seconds=_callback(trainer, EpochStopwatch).seconds,
+        training_seconds=training_seconds,
+        best_forces_mae=best_mae,
+    )
