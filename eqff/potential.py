@@ -20,7 +20,7 @@ from eqff.data import keys
 from eqff.data.graph import structure_to_graph
 from eqff.errors import EqffInputError, UnknownElementError
 from eqff.model_file import load_model
-from eqff.neighbours import NeighbourListCache, check_structure
+from eqff.neighbours import NeighbourListCache
 from eqff.nn.forces import energy_forces_stress
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -105,7 +105,6 @@ class Potential:
             raise EqffInputError(
                 f"need atomic numbers (n,) and positions (n, 3), got {atomic_numbers.shape} and {np.shape(positions)}"
             )
-        check_structure(np.asarray(positions), np.asarray(cell), np.asarray(pbc))
         self.check_elements(atomic_numbers)
         if compute_stress and not np.all(pbc):
             raise EqffInputError("stress is defined only for structures periodic in all three directions")
