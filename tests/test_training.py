@@ -204,6 +204,10 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(tmp_path, monkeypatch)
             train(parse_config(interrupted), progress_bar=False)
     result = train(parse_config(interrupted), resume=True, progress_bar=False)
     assert result.epochs == 4 and len(result.epoch_seconds) == 2
+    run_dir = tmp_path / "interrupted"  # the metrics of the crashed segment are kept beside the new ones
+    assert set(read_metrics(run_dir, "epoch")) == {2.0, 3.0}
+    with open(run_dir / "metrics.1.csv") as file:
+        assert {float(row["epoch"]) for row in csv.DictReader(file) if row["epoch"]} == {0.0, 1.0}
 
     load = AtomicCheckpointIO().load_checkpoint
     a = load(tmp_path / "uninterrupted" / "checkpoints" / "last.ckpt")

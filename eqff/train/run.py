@@ -5,6 +5,7 @@ Run folder ``output_dir/name/``::
     config.yaml            the config of the (latest) run
     split.json             the frames used (see :func:`eqff.train.splits.read_split`)
     metrics.csv            per-step and per-epoch metrics (and tensorboard/ if installed)
+    metrics.1.csv, ...     the metrics of earlier segments of a resumed run, oldest first
     checkpoints/last.ckpt  written every N epochs and at the end; ``resume=True`` continues from it
     checkpoints/best.ckpt  the epoch with the lowest validation force MAE (EMA weights)
     <name>.eqff            the best model, for EqffCalculator, ``eqff md`` and ``eqff evaluate``
@@ -43,6 +44,7 @@ from eqff.train.stats import energy_statistics
 
 SPLIT_FILE = "split.json"
 CONFIG_FILE = "config.yaml"
+METRICS_FILE = "metrics.csv"
 CHECKPOINT_DIR = "checkpoints"
 
 
@@ -134,10 +136,22 @@ def prepare_run_dir(config: RunConfig, resume: bool) -> Path:
             raise ConfigError(f"cannot resume {run_dir}: the config changed {changed} since the run started")
     if rank_zero_only.rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
+        if resume:
+            keep_earlier_metrics(run_dir)
         temporary = saved.with_name(f".{saved.name}.tmp")
         temporary.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, allow_unicode=True))
         os.replace(temporary, saved)
     return run_dir
+
+
+def keep_earlier_metrics(run_dir: Path) -> None:
+    """Rename ``metrics.csv`` to the next free ``metrics.<k>.csv``: Lightning's CSV logger empties it."""
+    metrics = run_dir / METRICS_FILE
+    if metrics.is_file():
+        segment = 1
+        while (earlier := run_dir / f"{metrics.stem}.{segment}{metrics.suffix}").exists():
+            segment += 1
+        os.replace(metrics, earlier)
 
 
 def build_trainer(config: RunConfig, run_dir: Path, num_batches: int, progress_bar: bool) -> pl.Trainer:
