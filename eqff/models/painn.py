@@ -23,8 +23,13 @@ VECTOR_NORM_EPS = 1e-8
 class PaiNNMessage(nn.Module):
     """Message block: each atom i sums filtered messages from its neighbours j.
 
-    Shapes: s (n, F), v (n, 3, F) or ``None`` (all zeros, first block), filters (E, 3F),
-    unit vectors (E, 3) → updated s (n, F), v (n, 3, F).
+    The filters are linear in the radial basis: filter = basis @ filter_weights.T. Each of the
+    three F-wide filters is its own matrix product, so that no (E, 3F) tensor is split in the
+    forward pass and concatenated again in the backward pass (the cost that dominates large
+    systems is memory traffic over edges).
+
+    Shapes: s (n, F), v (n, 3, F) or ``None`` (all zeros, first block), basis (E, R),
+    filter_weights (3F, R), unit vectors (E, 3) → updated s (n, F), v (n, 3, F).
     """
 
     def __init__(self, num_features: int) -> None:
@@ -36,16 +41,20 @@ class PaiNNMessage(nn.Module):
         self,
         s: torch.Tensor,
         v: torch.Tensor | None,
-        filters: torch.Tensor,
+        basis: torch.Tensor,
+        filter_weights: torch.Tensor,
         unit_vectors: torch.Tensor,
         edge_index: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         centre, neighbour = edge_index[0], edge_index[1]
-        messages = self.context(s).index_select(0, neighbour) * filters  # (E, 3F)
-        ds, dv_from_v, dv_from_direction = messages.split(self.num_features, dim=-1)  # 3 × (E, F)
-        dv = dv_from_direction.unsqueeze(1) * unit_vectors.unsqueeze(2)  # (E, 3, F)
+        to_s, to_v, to_direction = self.context(s).split(self.num_features, dim=-1)  # 3 × (n, F)
+        w_s, w_v, w_direction = filter_weights.split(self.num_features, dim=0)  # 3 × (F, R)
+        ds = to_s.index_select(0, neighbour) * (basis @ w_s.T)  # (E, F)
+        along_direction = to_direction.index_select(0, neighbour) * (basis @ w_direction.T)  # (E, F)
+        dv = along_direction.unsqueeze(1) * unit_vectors.unsqueeze(2)  # (E, 3, F)
         if v is not None:
-            dv = dv + dv_from_v.unsqueeze(1) * v.index_select(0, neighbour)
+            from_v = to_v.index_select(0, neighbour) * (basis @ w_v.T)  # (E, F)
+            dv = dv + from_v.unsqueeze(1) * v.index_select(0, neighbour)
         n = s.shape[0]
         s = s + scatter_sum(ds, centre, n)
         v_sum = scatter_sum(dv, centre, n)  # (n, 3, F)
@@ -86,11 +95,12 @@ class PaiNNInteraction(nn.Module):
         self,
         s: torch.Tensor,
         v: torch.Tensor | None,
-        filters: torch.Tensor,
+        basis: torch.Tensor,
+        filter_weights: torch.Tensor,
         unit_vectors: torch.Tensor,
         edge_index: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        s, v = self.message(s, v, filters, unit_vectors, edge_index)
+        s, v = self.message(s, v, basis, filter_weights, unit_vectors, edge_index)
         return self.update(s, v)
 
 
@@ -137,7 +147,7 @@ class PaiNN(nn.Module):
         self.embedding = nn.Embedding(len(elements), num_features)
         self.radial_basis = BesselBasis(cutoff, num_radial)
         self.envelope = PolynomialEnvelope(cutoff, envelope_exponent)
-        # The filters of all interactions come from one linear layer: one matrix product per call.
+        # The filters of all interactions, linear in the radial basis (applied in forward).
         self.filters = nn.Linear(num_radial, num_interactions * 3 * num_features)
         self.interactions = nn.ModuleList(PaiNNInteraction(num_features) for _ in range(num_interactions))
         self.readout = mlp([num_features, num_features // 2, 1])
@@ -149,15 +159,18 @@ class PaiNN(nn.Module):
         vectors = edge_vectors(graph)  # (E, 3)
         distances = torch.linalg.vector_norm(vectors, dim=-1)  # (E,)
         unit_vectors = vectors / distances.unsqueeze(-1)  # (E, 3)
-        # The envelope multiplies the filters (not the basis) so that they vanish at the cutoff.
+        # Filters are (W b + c) u(r) for the Bessel basis b, envelope u and the weights W, c of
+        # self.filters, so that they vanish at the cutoff. Computed as [b u, u] @ [W, c].T: the
+        # envelope multiplies the narrow basis (E, R) rather than the wide filters (E, L·3F).
         envelope = self.envelope(distances).unsqueeze(-1)  # (E, 1)
-        filters = self.filters(self.radial_basis(distances)) * envelope  # (E, L·3F)
-        all_filters = filters.split(3 * self.num_features, dim=-1)  # L × (E, 3F)
+        basis = torch.cat([self.radial_basis(distances) * envelope, envelope], dim=-1)  # (E, R + 1)
+        weights = torch.cat([self.filters.weight, self.filters.bias.unsqueeze(-1)], dim=-1)  # (L·3F, R + 1)
+        all_filter_weights = weights.split(3 * self.num_features, dim=0)  # L × (3F, R + 1)
 
         s = self.embedding(species)  # (n, F)
         v: torch.Tensor | None = None
         for k, interaction in enumerate(self.interactions):
-            s, v = interaction(s, v, all_filters[k], unit_vectors, edge_index)
+            s, v = interaction(s, v, basis, all_filter_weights[k], unit_vectors, edge_index)
 
         atomic_energies = self.scale_shift(self.readout(s).squeeze(-1), species)  # (n,)
         energy = sum_per_frame(atomic_energies, graph[keys.BATCH], graph[keys.CELL].shape[0])  # (B,)
