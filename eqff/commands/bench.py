@@ -1,4 +1,8 @@
-"""``eqff bench``: milliseconds per energy + forces call through the ASE calculator."""
+"""``eqff bench``: milliseconds per energy + forces call through the ASE calculator.
+
+With ``--openmm`` it also times OpenMM MD steps of gas-phase aspirin through the eqff
+``PythonForce`` against bare ASE calculator calls on the same structure and model.
+"""
 
 import argparse
 import os
@@ -11,6 +15,7 @@ from ase import Atoms
 
 from eqff.data.md17 import read_rmd17
 from eqff.integrations.ase import EqffCalculator
+from eqff.model_file import DEFAULT_POTENTIAL
 from eqff.models import PaiNN
 from eqff.systems import water_box
 
@@ -22,6 +27,9 @@ WATER_BOXES = {"water-192": 64, "water-1029": 343, "water-10125": 3375}
 REFERENCE_PAINN = dict(cutoff=5.0, num_features=128, num_interactions=3, num_radial=20)
 """PaiNN at SchNetPack's default size, the size the speed targets refer to."""
 
+OPENMM_TIMESTEP_FS = 0.5
+"""fs: the LangevinMiddleIntegrator step timed by ``--openmm``."""
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="model file or shipped potential (default: random-weight PaiNN, SchNetPack size)")
@@ -30,6 +38,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--devices", nargs="+", default=None, help="default: cpu, and cuda when present")
     parser.add_argument("--repeats", type=int, default=20, help="timed calls per row (after 3 warm-up calls)")
     parser.add_argument("--data", default=None, help="data root with rMD17 (default: $EQFF_DATA)")
+    parser.add_argument(
+        "--openmm", action="store_true",
+        help=f"also time OpenMM MD steps ({OPENMM_TIMESTEP_FS:g} fs) of gas-phase aspirin through the eqff PythonForce "
+        f"against bare ASE calculator calls (model: --model, default {DEFAULT_POTENTIAL})",
+    )  # fmt: skip
 
 
 def benchmark_system(name: str, data_root: str | None) -> Atoms:
@@ -86,4 +99,57 @@ def run(args: argparse.Namespace) -> int:
                 print(f"{name:<12} {len(atoms):>6} {pairs:>8} {device:<6} {dtype:<8} {row['total_ms']:>9.2f} "
                       f"{row['neighbour_ms']:>8.2f} {row['model_ms']:>9.2f} {1e3 * row['total_ms'] / len(atoms):>8.1f}",
                       flush=True)
+    if args.openmm:
+        compare_openmm(args, devices)
     return 0
+
+
+def time_openmm_steps(atoms: Atoms, model: str, device: str, dtype: str, repeats: int) -> tuple[float, str]:
+    """Median ms of one OpenMM LangevinMiddleIntegrator step (300 K) with the eqff PythonForce, and the platform.
+
+    The System comes from ``MLPotential("eqff", modelPath=model).createSystem`` at the precision
+    of ``dtype``; ``repeats`` single steps are timed after 3 warm-up steps.
+    """
+    import openmm
+    from openmm import unit
+    from openmmml import MLPotential
+
+    from eqff.integrations.openmm import PRECISIONS, molecule_topology
+
+    precision = next(name for name, value in PRECISIONS.items() if value == dtype)
+    system = MLPotential("eqff", modelPath=model).createSystem(
+        molecule_topology(atoms.numbers), precision=precision, device=device
+    )
+    temperature = 300 * unit.kelvin
+    timestep = OPENMM_TIMESTEP_FS * unit.femtoseconds
+    integrator = openmm.LangevinMiddleIntegrator(temperature, 1 / unit.picosecond, timestep)
+    context = openmm.Context(system, integrator)
+    context.setPositions(atoms.positions * unit.angstrom)
+    context.setVelocitiesToTemperature(temperature, 0)
+    times = []
+    for step in range(3 + repeats):
+        start = time.perf_counter()
+        integrator.step(1)
+        if step >= 3:
+            times.append(time.perf_counter() - start)
+    return 1e3 * float(np.median(times)), context.getPlatform().getName()
+
+
+def compare_openmm(args: argparse.Namespace, devices: list[str]) -> None:
+    """Print ms per OpenMM step against ms per bare ASE call for gas-phase aspirin, the overhead and ns/day."""
+    model = args.model or DEFAULT_POTENTIAL
+    atoms = benchmark_system("aspirin", args.data)
+    print(f"\nOpenMM: gas-phase aspirin ({len(atoms)} atoms), model {model}")
+    print(f"LangevinMiddleIntegrator steps of {OPENMM_TIMESTEP_FS:g} fs through the eqff PythonForce vs bare ASE "
+          f"calculator calls; median of {args.repeats} after 3 warm-up")
+    header = (f"{'device':<6} {'dtype':<8} {'platform':<9} {'ASE ms/call':>12} {'OpenMM ms/step':>15} "
+              f"{'overhead':>9} {'ns/day':>8}")
+    print(header)
+    print("-" * len(header))
+    for device in devices:
+        for dtype in args.dtypes:
+            ase_ms = time_calls(atoms, EqffCalculator(model, device=device, dtype=dtype), args.repeats)["total_ms"]
+            openmm_ms, openmm_platform = time_openmm_steps(atoms, model, device, dtype, args.repeats)
+            ns_per_day = OPENMM_TIMESTEP_FS * 1e-6 * 86400e3 / openmm_ms  # ns per step × steps per day
+            print(f"{device:<6} {dtype:<8} {openmm_platform:<9} {ase_ms:>12.2f} {openmm_ms:>15.2f} "
+                  f"{100 * (openmm_ms - ase_ms) / ase_ms:>8.1f}% {ns_per_day:>8.2f}", flush=True)

@@ -1,7 +1,9 @@
 """Unit conversion factors, all derived from :mod:`ase.units`.
 
 Internal units are eV and Å. Each factor multiplies a value in the named unit to
-give it in eV (energies) or Å (lengths); divide to convert back.
+give it in eV (energies) or Å (lengths); divide to convert back. The two ``EV..._IN_...``
+factors go the other way, from eqff's energies and forces to OpenMM's kJ/mol and kJ/mol/nm
+(OpenMM positions in nm are multiplied by :data:`NANOMETRE`).
 """
 
 from typing import Final
@@ -22,6 +24,12 @@ NANOMETRE: Final[float] = units.nm
 
 BOHR: Final[float] = units.Bohr
 """1 Bohr in Å."""
+
+EV_IN_KJ_PER_MOL: Final[float] = 1.0 / KJ_PER_MOL
+"""1 eV in kJ/mol: multiplies an eqff energy to give it in OpenMM's unit."""
+
+EV_PER_ANGSTROM_IN_KJ_PER_MOL_PER_NM: Final[float] = NANOMETRE / KJ_PER_MOL
+"""1 eV/Å in kJ/mol/nm: multiplies an eqff force to give it in OpenMM's unit."""
 
 ENERGY_UNITS: Final[dict[str, float]] = {
     "eV": 1.0,
