@@ -2,9 +2,10 @@
 
 from torch import nn
 
+from eqff.models.gemnet import GemNetT
 from eqff.models.painn import PaiNN
 
-ARCHITECTURES: dict[str, type[nn.Module]] = {"painn": PaiNN}
+ARCHITECTURES: dict[str, type[nn.Module]] = {"painn": PaiNN, "gemnet-t": GemNetT}
 """Architecture name (as stored in model files and configs) → model class."""
 
 

@@ -30,12 +30,20 @@ from lightning.pytorch.utilities import rank_zero_only
 from torch import nn
 
 from eqff.data.frames import Frame
+from eqff.data.graph import collate
 from eqff.model_file import MODEL_FILE_SUFFIX, save_model
 from eqff.models import build_model
 from eqff.potential import DTYPES
 from eqff.train.checkpoint import BEST_CHECKPOINT, LAST_CHECKPOINT, AtomicCheckpointIO, FinalCheckpoint
 from eqff.train.config import ConfigError, RunConfig, parse_config
-from eqff.train.dataset import GraphDataset, describe_source, make_loader, read_frames, require_labels
+from eqff.train.dataset import (
+    GraphDataset,
+    describe_source,
+    frame_to_graph,
+    make_loader,
+    read_frames,
+    require_labels,
+)
 from eqff.train.lightning import EMA, MONITOR, LitPotential
 from eqff.train.loss import EnergyForceLoss
 from eqff.train.metrics import check_elements
@@ -46,6 +54,9 @@ SPLIT_FILE = "split.json"
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.csv"
 CHECKPOINT_DIR = "checkpoints"
+SCALE_FIT_FRAMES = 32
+"""Training frames in the one batch on which a model with ``fit_scales`` (GemNet-T) fits its
+internal scale factors before training."""
 
 
 @dataclass
@@ -108,12 +119,19 @@ def split_frames(config: RunConfig, root: str | None) -> tuple[list[Frame], list
 
 
 def build_initial_model(config: RunConfig, train: list[Frame]) -> nn.Module:
-    """A fresh model in the config's dtype with energy offsets and scale fitted to ``train``."""
+    """A fresh model in the config's dtype with energy offsets and scale fitted to ``train``.
+
+    A model with a ``fit_scales(graph)`` method (GemNet-T) also fits its internal scale factors
+    on a batch of the first :data:`SCALE_FIT_FRAMES` training frames.
+    """
     elements = config.model.elements or sorted({int(z) for frame in train for z in frame.atomic_numbers})
     model = build_model(config.model.architecture, {**config.model.hyperparameters, "elements": elements})
-    model = model.to(DTYPES[config.dtype])
+    dtype = DTYPES[config.dtype]
+    model = model.to(dtype)
     offsets, scale = energy_statistics(train, elements)
     model.scale_shift.set_statistics(offsets, scale)
+    if hasattr(model, "fit_scales"):
+        model.fit_scales(collate([frame_to_graph(frame, model.cutoff, dtype) for frame in train[:SCALE_FIT_FRAMES]]))
     return model
 
 

@@ -1,0 +1,153 @@
+"""The spherical (Fourier–Bessel) basis of a triplet, as in DimeNet and GemNet-T, kept factorised.
+
+For a triplet k → j → i (see :mod:`eqff.nn.triplets`) with output edge e = (i, j) of length d
+and the angle θ at atom j between j → i and j → k, the basis functions are
+
+    a_ln(e, θ) = u(d) · N_ln j_l(z_ln d / r_c) · Y_l^0(θ),    l < L, n < N,
+
+with j_l the spherical Bessel function of order l, z_ln its n-th positive root (so every radial
+function vanishes at the cutoff r_c), N_ln = sqrt(2 / r_c³) / |j_{l+1}(z_ln)| (the radial
+functions of one l are orthonormal on [0, r_c] with weight r²), u the polynomial envelope
+(:class:`eqff.nn.radial.PolynomialEnvelope`) and Y_l^0 the real spherical harmonic of order
+m = 0, sqrt((2l + 1) / 4π) P_l(cos θ).
+
+The radial factor depends on the output edge alone, so :class:`SphericalBasis` returns it per
+edge, (E, L, N), and the angular factor per triplet, (T, L). GemNet's efficient bilinear layer
+contracts them one after the other and never forms the (T, L·N) product.
+"""
+
+import functools
+import math
+
+import numpy as np
+import torch
+from e3nn import o3
+from scipy.optimize import brentq
+from scipy.special import spherical_jn
+from torch import nn
+
+from eqff.nn.radial import PolynomialEnvelope
+
+
+def spherical_bessel_roots(num_orders: int, num_roots: int) -> np.ndarray:
+    """(num_orders, num_roots) float64: the first ``num_roots`` positive roots z_ln of j_l, l < num_orders.
+
+    The roots of j_0 are nπ; those of j_(l+1) interlace with those of j_l (one between each
+    consecutive pair), so each order is found by bracketing (scipy's ``brentq``) from the last.
+    """
+    roots = np.pi * np.arange(1, num_roots + num_orders)  # (num_roots + num_orders − 1,) roots of j_0
+    table = [roots[:num_roots]]
+    for order in range(1, num_orders):
+        function = functools.partial(spherical_jn, order)
+        roots = np.array([brentq(function, a, b, xtol=1e-15) for a, b in zip(roots[:-1], roots[1:])])
+        table.append(roots[:num_roots])
+    return np.stack(table)
+
+
+def spherical_bessel(x: torch.Tensor, max_order: int) -> torch.Tensor:
+    """Spherical Bessel functions j_0 … j_max_order of x > 0.
+
+    By upward recurrence, j_(l+1) = (2l + 1)/x j_l − j_(l−1), from j_0 = sin x / x and
+    j_1 = (j_0 − cos x) / x. Below x ≈ l it loses about log10((2l − 1)!! / x^(l+1)) digits, so
+    callers that need small arguments accurately evaluate it in float64 (as
+    :class:`SphericalBesselBasis` does).
+
+    Shapes: (...,) → (..., max_order + 1).
+    """
+    sin, cos = torch.sin(x), torch.cos(x)
+    orders = [sin / x]
+    if max_order > 0:
+        orders.append((orders[0] - cos) / x)
+    for order in range(1, max_order):
+        orders.append((2 * order + 1) / x * orders[order] - orders[order - 1])
+    return torch.stack(orders, dim=-1)
+
+
+class SphericalBesselBasis(nn.Module):
+    """Radial part N_ln j_l(z_ln d / r_c) of the spherical basis (no envelope), Å^(−3/2).
+
+    The recurrence runs in float64 and the result is cast back to the dtype of ``distances``:
+    in float32, j_6 at the shortest bonds (z_ln d / r_c ≈ 2) would keep only a few correct digits.
+    The (E, L, N) tensor is small, so this costs little even where float64 is slow.
+
+    Args:
+        cutoff: r_c, Å.
+        num_spherical: L, number of orders l = 0 … L − 1.
+        num_radial: N, number of roots per order.
+
+    Shapes: (E,) distances → (E, L, N).
+    """
+
+    def __init__(self, cutoff: float, num_spherical: int, num_radial: int) -> None:
+        super().__init__()
+        self.max_order = num_spherical - 1
+        roots = spherical_bessel_roots(num_spherical, num_radial)  # (L, N)
+        orders = np.arange(num_spherical)[:, None]  # (L, 1)
+        normalisers = math.sqrt(2.0 / cutoff**3) / np.abs(spherical_jn(orders + 1, roots))  # (L, N)
+        # float64, so that a model cast to float64 keeps them exact; forward casts them as it needs.
+        self.register_buffer("frequencies", torch.as_tensor(roots / cutoff, dtype=torch.float64))  # (L, N), 1/Å
+        self.register_buffer("normalisers", torch.as_tensor(normalisers, dtype=torch.float64))  # (L, N), Å^(−3/2)
+
+    def forward(self, distances: torch.Tensor) -> torch.Tensor:
+        d = distances.to(torch.float64)[:, None, None]  # (E, 1, 1)
+        x = self.frequencies.to(torch.float64) * d  # (E, L, N)
+        every_order = spherical_bessel(x, self.max_order)  # (E, L, N, L): j_l' at the arguments of every l
+        own_order = torch.diagonal(every_order, dim1=1, dim2=3).transpose(1, 2)  # (E, L, N): j_l(z_ln d / r_c)
+        return (own_order * self.normalisers.to(torch.float64)).to(distances.dtype)  # (E, L, N)
+
+
+class TripletAngularBasis(nn.Module):
+    """Angular part Y_l^0(θ) of the spherical basis, from e3nn's spherical harmonics of the edges.
+
+    By the addition theorem, sqrt(4π / (2l + 1)) Σ_m Y_lm(u) Y_lm(v) = Y_l^0(angle between u and
+    v) for orthonormal real harmonics, so the harmonics of each edge direction
+    (:class:`e3nn.o3.SphericalHarmonics`, computed once per edge) give the angle's harmonics of
+    every triplet without an arccos. The direction j → i is minus the output edge's vector, which
+    contributes the parity (−1)^l.
+
+    Args:
+        num_spherical: L, number of orders l = 0 … L − 1.
+
+    Shapes: vectors (E, 3) Å, input_edges (T,), output_edges (T,) → (T, L).
+    """
+
+    def __init__(self, num_spherical: int) -> None:
+        super().__init__()
+        irreps = o3.Irreps.spherical_harmonics(num_spherical - 1)
+        self.spherical_harmonics = o3.SphericalHarmonics(irreps, normalize=True, normalization="integral")
+        sum_over_m = torch.zeros(irreps.dim, num_spherical, dtype=torch.float64)  # (L², L); cast in forward
+        for l, components in enumerate(irreps.slices()):
+            sum_over_m[components, l] = (-1) ** l * math.sqrt(4 * math.pi / (2 * l + 1))
+        self.register_buffer("sum_over_m", sum_over_m)
+
+    def forward(self, vectors: torch.Tensor, input_edges: torch.Tensor, output_edges: torch.Tensor) -> torch.Tensor:
+        harmonics = self.spherical_harmonics(vectors)  # (E, L²)
+        products = harmonics.index_select(0, input_edges) * harmonics.index_select(0, output_edges)  # (T, L²)
+        return products @ self.sum_over_m.to(products.dtype)  # (T, L)
+
+
+class SphericalBasis(nn.Module):
+    """The factorised spherical basis of a triplet (see the module docstring), with the envelope.
+
+    Args:
+        cutoff: r_c, Å.
+        num_spherical: L, number of orders.
+        num_radial: N, number of radial functions per order.
+        envelope_exponent: p of the polynomial envelope u.
+
+    Shapes: vectors (E, 3) Å, distances (E,) Å, input_edges (T,), output_edges (T,) →
+    radial (E, L, N) for the output edges (envelope included) and angular (T, L); the basis of
+    triplet t is ``radial[output_edges[t], l, n] * angular[t, l]``.
+    """
+
+    def __init__(self, cutoff: float, num_spherical: int, num_radial: int, envelope_exponent: int) -> None:
+        super().__init__()
+        self.radial = SphericalBesselBasis(cutoff, num_spherical, num_radial)
+        self.angular = TripletAngularBasis(num_spherical)
+        self.envelope = PolynomialEnvelope(cutoff, envelope_exponent)
+
+    def forward(
+        self, vectors: torch.Tensor, distances: torch.Tensor, input_edges: torch.Tensor, output_edges: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        radial = self.radial(distances) * self.envelope(distances)[:, None, None]  # (E, L, N)
+        return radial, self.angular(vectors, input_edges, output_edges)  # (E, L, N), (T, L)

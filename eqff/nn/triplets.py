@@ -1,0 +1,127 @@
+"""Two-hop (triplet) indices built from a directed edge list, in pure torch.
+
+Conventions are eqff's (:mod:`eqff.data.keys`): edge ``e`` joins the centre atom
+``i = edge_index[0, e]`` to the neighbour ``j = edge_index[1, e]``, an image of ``j`` shifted by
+the integer cell multiples ``cell_shifts[e]``; its vector points i → j. In GemNet's and
+DimeNet's notation that edge carries the message j → i.
+
+Everything here is integer index arithmetic (sort, counts, cumulative sums,
+``repeat_interleave``): no positions are read, so the indices can be built inside ``forward`` or
+in a data transform alike, and the functions compile with TorchScript.
+
+Under periodic boundary conditions an atom may neighbour its own images, and several images of
+the same atom. An edge is therefore identified by its atoms *and* its cell shift: the reverse of
+(i, j, S) is (j, i, −S), and two edges between the same atoms with different shifts are
+different edges.
+"""
+
+import torch
+
+def reverse_edges(edge_index: torch.Tensor, num_atoms: int, cell_shifts: torch.Tensor | None = None) -> torch.Tensor:
+    """The index of the reverse of every edge.
+
+    The reverse of edge (i, j) with shift S is the edge (j, i) with shift −S. The edge list must
+    be a full neighbour list (every edge has exactly one reverse), as eqff's neighbour lists are.
+
+    Args:
+        edge_index: (2, E) int64 centre and neighbour atoms.
+        num_atoms: number of atoms n (all indices are below it).
+        cell_shifts: (E, 3) integer-valued shifts (any dtype), or ``None`` for isolated structures.
+
+    Returns:
+        (E,) int64: ``reverse[e]`` is the edge that runs back along ``e``.
+
+    Raises:
+        ValueError: if some edge has no reverse, or the edge keys would overflow int64.
+    """
+    centre, neighbour = edge_index[0], edge_index[1]
+    num_edges = centre.shape[0]
+    if num_edges == 0:
+        return torch.zeros_like(centre)
+    max_key = 2.0**62  # bound on the edge keys below, so that int64 arithmetic cannot overflow
+    # Each edge gets the integer key ((i·n + j)·B + s0)·B² + s1·B + s2 of its atoms and shift
+    # (components offset to 0..B−1); the reverse edge has the key of (j, i, −S).
+    key = centre * num_atoms + neighbour  # (E,)
+    reverse_key = neighbour * num_atoms + centre  # (E,)
+    if cell_shifts is not None:
+        shifts = torch.round(cell_shifts).to(torch.long)  # (E, 3)
+        largest = int(shifts.abs().max())
+        base = 2 * largest + 1
+        if float(num_atoms) ** 2 * float(base) ** 3 > max_key:
+            raise ValueError("too many atoms or too large cell shifts to index the edges with int64 keys")
+        for k in range(3):
+            key = key * base + shifts[:, k] + largest
+            reverse_key = reverse_key * base - shifts[:, k] + largest
+    elif float(num_atoms) ** 2 > max_key:
+        raise ValueError("too many atoms to index the edges with int64 keys")
+    # The keys of the edges and of their reverses are the same set in a full neighbour list:
+    # the k-th smallest reverse key belongs to the edge whose reverse has the k-th smallest key.
+    sorted_keys, by_key = torch.sort(key)  # (E,), (E,)
+    sorted_reverse_keys, by_reverse_key = torch.sort(reverse_key)  # (E,), (E,)
+    if not bool(torch.equal(sorted_keys, sorted_reverse_keys)):
+        raise ValueError("some edges have no reverse edge; a full neighbour list (both directions) is needed")
+    reverse = torch.empty_like(centre)
+    reverse[by_reverse_key] = by_key
+    return reverse
+
+
+def triplets(
+    edge_index: torch.Tensor, num_atoms: int, cell_shifts: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """All triplets k → j → i: each edge j → i with every edge k → j that reaches it, k ≠ i.
+
+    In eqff's terms: for every *output* edge e = (i, j), every *input* edge f = (j, k), i.e. an
+    edge centred on e's neighbour, except the reverse of e, (j, i) with the opposite shift.
+    "k ≠ i" compares edge identity, not atom indices: under periodic boundary conditions k may be
+    another image of atom i (then f is kept), and e may join i to its own image.
+
+    Args:
+        edge_index: (2, E) int64 centre and neighbour atoms.
+        num_atoms: number of atoms n (all indices are below it).
+        cell_shifts: (E, 3) integer-valued shifts (any dtype), or ``None`` for isolated structures.
+
+    Returns:
+        input_edges: (T,) int64 index of the edge f = k → j of each triplet.
+        output_edges: (T,) int64 index of the edge e = j → i of each triplet, in ascending order
+        (the triplets of one output edge are contiguous, ordered by input edge index).
+    """
+    centre, neighbour = edge_index[0], edge_index[1]
+    num_edges = centre.shape[0]
+    # Edges grouped by centre atom: the edges centred on atom a are by_centre[first[a]:first[a] + count[a]].
+    by_centre = torch.sort(centre, stable=True)[1]  # (E,)
+    count = torch.bincount(centre, minlength=num_atoms)  # (n,)
+    first = torch.cumsum(count, 0) - count  # (n,)
+    # Every edge centred on j is a candidate input of each output edge (i, j).
+    num_candidates = count.index_select(0, neighbour)  # (E,)
+    output_edges = torch.repeat_interleave(torch.arange(num_edges, device=centre.device), num_candidates)  # (T0,)
+    start = torch.cumsum(num_candidates, 0) - num_candidates  # (E,) first candidate of each output edge
+    rank = torch.arange(output_edges.shape[0], device=centre.device) - start.index_select(0, output_edges)  # (T0,)
+    group_start = first.index_select(0, neighbour.index_select(0, output_edges))  # (T0,)
+    input_edges = by_centre.index_select(0, group_start + rank)  # (T0,)
+    # Drop each output edge's own reverse (k is atom i itself, in the same image).
+    is_reverse = neighbour.index_select(0, input_edges) == centre.index_select(0, output_edges)  # (T0,)
+    if cell_shifts is not None:
+        opposite = cell_shifts.index_select(0, input_edges) == -cell_shifts.index_select(0, output_edges)  # (T0, 3)
+        is_reverse = is_reverse & opposite.all(dim=1)
+    keep = ~is_reverse
+    return input_edges[keep], output_edges[keep]
+
+
+def triplet_slots(output_edges: torch.Tensor, num_edges: int) -> tuple[torch.Tensor, int]:
+    """Where each triplet goes in a zero-padded per-edge layout (E, K, ...), as GemNet's efficient layers use.
+
+    Args:
+        output_edges: (T,) int64 output edge of each triplet, in ascending order (as
+            :func:`triplets` returns them).
+        num_edges: E.
+
+    Returns:
+        slot: (T,) int64 position of each triplet among those of its output edge, so that
+        ``padded[output_edges, slot] = values`` fills an (E, K, ...) tensor;
+        width: K, the largest number of triplets of one output edge (0 without triplets).
+    """
+    count = torch.bincount(output_edges, minlength=num_edges)  # (E,)
+    start = torch.cumsum(count, 0) - count  # (E,)
+    slot = torch.arange(output_edges.shape[0], device=output_edges.device) - start.index_select(0, output_edges)  # (T,)
+    width = int(count.max()) if num_edges > 0 else 0
+    return slot, width
