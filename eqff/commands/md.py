@@ -52,7 +52,9 @@ def run(args: argparse.Namespace) -> int:
     ZeroRotation(atoms)
     timestep = args.timestep * units.fs
     if args.ensemble == "nvt":
-        dynamics = Langevin(atoms, timestep, temperature_K=args.temperature, friction=args.friction / units.fs, rng=rng)
+        # fixcm=False: ASE's centre-of-mass fixing biases the NVT distribution of a small molecule.
+        friction = args.friction / units.fs
+        dynamics = Langevin(atoms, timestep, temperature_K=args.temperature, friction=friction, fixcm=False, rng=rng)
     else:
         dynamics = VelocityVerlet(atoms, timestep)
     if args.trajectory:
