@@ -145,9 +145,11 @@ def load_model(path: str | os.PathLike, dtype: torch.dtype | None = None) -> tup
     """
     content = read_model_file(path)
     try:
-        model = build_model(content["architecture"], content["hyperparameters"])
+        # Cast before loading, so that float64 weights are not rounded through a float32 model.
+        model = build_model(content["architecture"], content["hyperparameters"]).to(_DTYPES[content["dtype"]])
         model.load_state_dict(content["state_dict"])
     except (ValueError, RuntimeError) as error:
         raise ModelFileError(f"{path}: weights do not fit the stored architecture: {error}") from None
-    model = model.to(dtype or _DTYPES[content["dtype"]])
+    if dtype is not None:
+        model = model.to(dtype)
     return model.eval(), content

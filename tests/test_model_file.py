@@ -60,6 +60,15 @@ class TestRoundTrip:
         assert content["dtype"] == "float32"
         assert all(p.dtype == torch.float64 for p in loaded.parameters())
 
+    def test_float64_weights_load_without_rounding(self, painn_model, tmp_path):
+        model = painn_model.double()
+        with torch.no_grad():
+            model.embedding.weight.add_(1e-12)  # not representable in float32
+        loaded, content = load_model(save_model(tmp_path / "float64.eqff", model))
+        assert content["dtype"] == "float64"
+        for name, value in loaded.state_dict().items():
+            assert torch.equal(value, model.state_dict()[name]), name
+
     def test_plain_torch_load_with_weights_only(self, saved, painn_model):
         content = torch.load(saved, weights_only=True)
         assert content["format"] == FORMAT and content["format_version"] == FORMAT_VERSION
