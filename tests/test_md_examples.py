@@ -1,0 +1,156 @@
+"""The ASE MD examples in ``md_examples/``: short runs end to end, and their analysis functions on hand-made data.
+
+The runs use the shipped default potential for a few tens of steps; those of ``ase_nvt.py`` and
+``analysis.py`` need rMD17 aspirin from ``$EQFF_DATA`` and MDAnalysis, and are skipped without them.
+"""
+
+import os
+import sys
+from pathlib import Path
+
+import ase.build
+import ase.io
+import numpy as np
+import pytest
+
+EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "md_examples"
+sys.path.insert(0, str(EXAMPLES_DIR))
+
+import ase_nve  # noqa: E402
+import ase_nvt  # noqa: E402
+
+DATA_ROOT = os.environ.get("EQFF_DATA", "/work/shared/data")
+HAVE_RMD17 = (Path(DATA_ROOT) / "rmd17" / "splits" / "rmd17_aspirin_train_01.npz").is_file()
+needs_rmd17 = pytest.mark.skipif(not HAVE_RMD17, reason="rMD17 aspirin not found (set EQFF_DATA)")
+
+
+@pytest.fixture(scope="module")
+def analysis():
+    """The ``analysis.py`` example as a module; skips when MDAnalysis is missing."""
+    pytest.importorskip("MDAnalysis", reason="MDAnalysis is not installed: analysis.py reads trajectories with it")
+    import analysis
+
+    return analysis
+
+
+# --- analysis functions on hand-made data --------------------------------------------------------
+
+
+def test_energy_drift_of_a_linear_total_energy_is_its_slope():
+    times = np.linspace(0.0, 2.0, 41)  # ps
+    num_atoms, slope = 21, 1.5  # meV/atom/ps
+    total = -100.0 + num_atoms * slope * 1e-3 * times  # eV
+    fit = ase_nve.energy_drift(times, total, num_atoms)
+    assert fit.drift == pytest.approx(slope, rel=1e-9)
+    assert fit.offset == pytest.approx(-100.0e3 / num_atoms, rel=1e-12)
+    assert fit.fluctuation == pytest.approx(slope * times.std(), rel=1e-9)
+
+
+def test_energy_drift_of_a_constant_energy_with_noise_is_near_zero():
+    times = np.linspace(0.0, 10.0, 2001)
+    total = -50.0 + 1e-3 * np.sin(40.0 * times)  # eV: oscillates, does not drift
+    fit = ase_nve.energy_drift(times, total, 10)
+    assert abs(fit.drift) < 1e-3
+    assert fit.fluctuation == pytest.approx(1e-3 * 1e3 / 10 / np.sqrt(2), rel=0.01)
+
+
+def test_energy_drift_needs_two_samples():
+    with pytest.raises(ValueError, match="at least 2 samples"):
+        ase_nve.energy_drift(np.zeros(1), np.zeros(1), 21)
+
+
+def _water_trajectory(num_frames: int, stretch: float, frame: int) -> tuple[np.ndarray, np.ndarray]:
+    """Positions (T, 3, 3) Å of water, its first O–H bond longer by ``stretch`` Å from ``frame`` on; its bonds."""
+    water = ase.build.molecule("H2O")
+    positions = np.repeat(water.positions[None], num_frames, axis=0)
+    direction = positions[0, 1] - positions[0, 0]
+    positions[frame:, 1] += stretch * direction / np.linalg.norm(direction)
+    return positions, ase_nvt.bonds_of(water)
+
+
+def test_bonds_of_water_are_its_two_o_h_bonds():
+    assert ase_nvt.bonds_of(ase.build.molecule("H2O")).tolist() == [[0, 1], [0, 2]]
+
+
+def test_stability_time_is_the_frame_at_which_a_bond_stretches_beyond_the_threshold():
+    positions, bonds = _water_trajectory(10, stretch=0.6, frame=6)
+    assert ase_nvt.stability_frame(positions, bonds) == 6
+    assert ase_nvt.largest_bond_deviation(positions, bonds) == pytest.approx([0.0] * 6 + [0.6] * 4)
+
+
+def test_a_stretch_below_the_threshold_is_stable():
+    positions, bonds = _water_trajectory(10, stretch=0.4, frame=3)
+    assert ase_nvt.stability_frame(positions, bonds) is None
+
+
+def test_pair_distances_of_a_3_4_5_triangle():
+    positions = np.array([[[0.0, 0.0, 0.0], [3.0, 0.0, 0.0], [0.0, 4.0, 0.0]]])
+    assert sorted(ase_nvt.pair_distances(positions)) == pytest.approx([3.0, 4.0, 5.0])
+
+
+def test_h_of_r_is_normalised_and_its_mae_is_zero_for_identical_and_two_for_disjoint_distances():
+    distances = np.random.default_rng(0).uniform(1.0, 8.0, 5000)
+    h = ase_nvt.distance_distribution(distances)
+    assert np.sum(h * np.diff(ase_nvt.HR_BINS)) == pytest.approx(1.0)
+    assert ase_nvt.hr_mae(h, ase_nvt.distance_distribution(distances.copy())) == 0.0
+    near, far = ase_nvt.distance_distribution(np.full(10, 1.5)), ase_nvt.distance_distribution(np.full(10, 7.5))
+    assert ase_nvt.hr_mae(near, far) == pytest.approx(2.0)
+
+
+def test_histogram_overlap_is_one_for_identical_and_zero_for_disjoint_values(analysis):
+    values, bins = np.linspace(0.0, 1.0, 100), np.linspace(0.0, 3.0, 31)
+    assert analysis.histogram_overlap(values, values, bins) == pytest.approx(1.0)
+    assert analysis.histogram_overlap(values, values + 2.0, bins) == 0.0
+
+
+@needs_rmd17
+def test_aspirin_torsions_from_the_bond_graph_of_an_rmd17_frame(analysis):
+    from ase.data import chemical_symbols
+
+    from eqff.data.md17 import read_rmd17
+
+    atoms = read_rmd17("aspirin", 1, "train", DATA_ROOT)[0].to_atoms()
+    elements = [chemical_symbols[z] for z in atoms.numbers]
+    torsions = analysis.aspirin_torsions(elements, ase_nvt.bonds_of(atoms))
+    patterns = {"ring–COOH": "CCCO", "COOH O–H": "OCOH", "ring–ester": "CCOC", "ester C–O": "COCC"}
+    assert {name: "".join(elements[i] for i in atoms_) for name, atoms_ in torsions.items()} == patterns
+    with pytest.raises(ValueError, match="hydroxyl O"):
+        analysis.aspirin_torsions(elements, np.zeros((0, 2), dtype=int))
+
+
+# --- the examples, end to end ----------------------------------------------------------------------
+
+
+def test_ase_nve_runs_and_prints_its_summary(tmp_path, capsys):
+    assert ase_nve.main(["--steps", "30", "--interval", "10", "--output", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "NVE aspirin (21 atoms)" in out and "float64" in out
+    assert "energy drift" in out and "meV/atom/ps" in out and "energy fluctuation" in out
+    assert (tmp_path / "ase_nve.png").stat().st_size > 0
+    samples = np.loadtxt(tmp_path / "ase_nve.csv", delimiter=",", skiprows=1)
+    assert samples.shape == (4, 5)  # steps 0, 10, 20, 30; time, potential, kinetic, total, temperature
+    assert samples[:, 3] == pytest.approx(samples[:, 1] + samples[:, 2])
+
+
+def test_examples_refuse_runs_with_fewer_than_two_frames(tmp_path):
+    with pytest.raises(SystemExit):
+        ase_nve.main(["--steps", "5", "--interval", "10", "--output", str(tmp_path)])
+
+
+@needs_rmd17
+def test_ase_nvt_then_analysis_run_and_print_their_summaries(tmp_path, capsys, analysis):
+    assert ase_nvt.main(["--steps", "40", "--interval", "10", "--output", str(tmp_path), "--data", DATA_ROOT]) == 0
+    out = capsys.readouterr().out
+    assert "Langevin at 500 K" in out and "stability" in out and "h(r) MAE" in out
+    assert "stable for the whole run" in out  # 20 fs from an rMD17 frame: no bond can break
+    assert (tmp_path / "ase_nvt.png").stat().st_size > 0
+    assert len(ase.io.read(tmp_path / "ase_nvt.xyz", index=":")) == 5  # steps 0, 10, 20, 30, 40
+
+    trajectory = str(tmp_path / "ase_nvt.xyz")
+    assert analysis.main(["--trajectory", trajectory, "--output", str(tmp_path), "--data", DATA_ROOT]) == 0
+    out = capsys.readouterr().out
+    assert "5 frames of 21 atoms" in out and "21, guessed from the first frame" in out
+    for line in ("bond C-H", "dihedral ring–COOH", "dihedral ester C–O"):
+        assert line in out
+    assert (tmp_path / "analysis_bonds.png").stat().st_size > 0
+    assert (tmp_path / "analysis_dihedrals.png").stat().st_size > 0
