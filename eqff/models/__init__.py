@@ -4,8 +4,10 @@ from torch import nn
 
 from eqff.models.gemnet import GemNetT
 from eqff.models.painn import PaiNN
+from eqff.models.ponita import Ponita
+from eqff.models.segnn import SEGNN
 
-ARCHITECTURES: dict[str, type[nn.Module]] = {"painn": PaiNN, "gemnet-t": GemNetT}
+ARCHITECTURES: dict[str, type[nn.Module]] = {"painn": PaiNN, "gemnet-t": GemNetT, "ponita": Ponita, "segnn": SEGNN}
 """Architecture name (as stored in model files and configs) → model class."""
 
 
