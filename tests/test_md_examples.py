@@ -154,3 +154,18 @@ def test_ase_nvt_then_analysis_run_and_print_their_summaries(tmp_path, capsys, a
         assert line in out
     assert (tmp_path / "analysis_bonds.png").stat().st_size > 0
     assert (tmp_path / "analysis_dihedrals.png").stat().st_size > 0
+
+
+@needs_rmd17
+def test_openmm_examples_run_and_print_their_summaries(tmp_path, capsys):
+    pytest.importorskip("openmmml", reason="openmm-ml is not installed")
+    import openmm_gas_phase
+    import openmm_mlmm
+
+    common = ["--steps", "20", "--interval", "10", "--output", str(tmp_path), "--data", DATA_ROOT, "--device", "cpu"]
+    assert openmm_gas_phase.main(common) == 0
+    assert openmm_mlmm.main([*common, "--minimise", "10"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("summary") == 2 and "TIP3P waters (MM)" in out
+    for name in ("openmm_gas_phase", "openmm_mlmm"):
+        assert (tmp_path / f"{name}.csv").stat().st_size > 0 and (tmp_path / f"{name}.dcd").stat().st_size > 0
