@@ -13,14 +13,17 @@ HAVE_ASPIRIN = (Path(DATA_ROOT) / "rmd17" / "splits" / "rmd17_aspirin_train_01.n
 
 
 @pytest.mark.skipif(not HAVE_ASPIRIN, reason="rMD17 data not found (set EQFF_DATA)")
-def test_bench_prints_one_row_per_system_and_dtype(capsys):
-    argv = ["bench", "--systems", "aspirin", "--dtypes", "float32", "float64", "--repeats", "2", "--data", DATA_ROOT]
+def test_bench_prints_one_row_per_model_system_and_dtype(capsys):
+    argv = ["bench", "--architectures", "painn", "gemnet-t", "--systems", "aspirin", "--dtypes", "float32", "float64",
+            "--repeats", "2", "--data", DATA_ROOT]  # fmt: skip
     assert main(argv) == 0
-    rows = [line.split() for line in capsys.readouterr().out.splitlines() if line.startswith("aspirin")]
-    assert [row[4] for row in rows] == ["float32", "float64"]
+    rows = [line.split() for line in capsys.readouterr().out.splitlines() if " aspirin " in line]
+    assert [(row[0], row[5]) for row in rows] == [
+        ("painn", "float32"), ("painn", "float64"), ("gemnet-t", "float32"), ("gemnet-t", "float64")
+    ]
     for row in rows:
-        assert row[1:3] == ["21", "294"]  # atoms, pairs within 5 Å
-        total, neighbours, model = map(float, row[5:8])
+        assert row[2:4] == ["21", "294"]  # atoms, pairs within 5 Å
+        total, neighbours, model = map(float, row[6:9])
         assert 0 < neighbours < total and 0 < model < total
 
 

@@ -11,15 +11,17 @@ import platform
 import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
 
 import numpy as np
 import torch
 from ase import Atoms
+from torch import nn
 
 from eqff.data.md17 import read_rmd17
 from eqff.integrations.ase import EqffCalculator
 from eqff.model_file import DEFAULT_POTENTIAL
-from eqff.models import PaiNN
+from eqff.models import ARCHITECTURES, build_model
 from eqff.systems import water_box
 
 HELP = "time energy+forces calls (ms, median) for aspirin and water boxes, neighbour list and model apart"
@@ -27,15 +29,24 @@ HELP = "time energy+forces calls (ms, median) for aspirin and water boxes, neigh
 WATER_BOXES = {"water-192": 64, "water-1029": 343, "water-10125": 3375}
 """Benchmark water boxes: name → number of molecules (1.0 g/cm³)."""
 
-REFERENCE_PAINN = dict(cutoff=5.0, num_features=128, num_interactions=3, num_radial=20)
-"""PaiNN at SchNetPack's default size, the size the speed targets refer to."""
+REFERENCE_HYPERPARAMETERS = {"painn": dict(cutoff=5.0, num_features=128, num_interactions=3, num_radial=20)}
+"""Hyperparameters of the random-weight models timed (besides each model's defaults): PaiNN at
+SchNetPack's default size, the size the speed targets refer to; the other architectures at their
+own (published) defaults."""
+
+ELEMENTS = [1, 6, 7, 8]
+"""Elements of the random-weight models: those of aspirin and water."""
 
 OPENMM_TIMESTEP_FS = 0.5
 """fs: the LangevinMiddleIntegrator step timed by ``--openmm``."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", help="model file or shipped potential (default: random-weight PaiNN, SchNetPack size)")
+    parser.add_argument("--model", help="model file or shipped potential (default: random-weight models, see --architectures)")
+    parser.add_argument(
+        "--architectures", nargs="+", default=["painn"], choices=sorted(ARCHITECTURES),
+        help="architectures timed with random weights when no --model is given (PaiNN at SchNetPack's size, others at their defaults)",
+    )  # fmt: skip
     parser.add_argument("--systems", nargs="+", default=["aspirin", *WATER_BOXES], help="systems to time")
     parser.add_argument("--dtypes", nargs="+", default=["float32", "float64"], choices=["float32", "float64"])
     parser.add_argument("--devices", nargs="+", default=None, help="default: cpu, and cuda when present")
@@ -82,20 +93,21 @@ def time_calls(atoms: Atoms, calc: EqffCalculator, repeats: int) -> dict[str, fl
     }
 
 
-def reference_model() -> PaiNN:
-    """The random-weight PaiNN timed when no model is given (seeded: the same in every process)."""
+def reference_model(architecture: str) -> nn.Module:
+    """The random-weight model of ``architecture`` timed when no model is given (seeded: the same in every process)."""
     torch.manual_seed(0)
-    return PaiNN(elements=[1, 6, 7, 8], **REFERENCE_PAINN)
+    return build_model(architecture, {"elements": ELEMENTS, **REFERENCE_HYPERPARAMETERS.get(architecture, {})})
 
 
-def time_row(model: str | None, name: str, data_root: str | None, device: str, dtype: str, repeats: int) -> dict:
-    """:func:`time_calls` for one system, device and dtype, plus the number of pairs.
+def time_row(model: str, name: str, data_root: str | None, device: str, dtype: str, repeats: int) -> dict:
+    """:func:`time_calls` for one model (a file, a shipped name or an architecture), system, device and dtype,
+    plus the number of pairs.
 
     Run in a fresh process per row, so that rows do not inherit each other's heap, and a row
     that runs out of memory ends only its own process.
     """
     atoms = benchmark_system(name, data_root)
-    calc = EqffCalculator(model or reference_model(), device=device, dtype=dtype)
+    calc = EqffCalculator(reference_model(model) if model in ARCHITECTURES else model, device=device, dtype=dtype)
     row = time_calls(atoms, calc, repeats)
     row["pairs"] = calc.potential.neighbours(atoms.positions, atoms.numbers, atoms.cell.array, atoms.pbc)[0].shape[1]
     return row
@@ -112,27 +124,31 @@ def run_in_fresh_process(function, *args):
 
 def run(args: argparse.Namespace) -> int:
     devices = args.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
-    label = args.model or "PaiNN, random weights, " + ", ".join(f"{k}={v}" for k, v in REFERENCE_PAINN.items())
-    print(f"model: {label}")
+    models = [args.model] if args.model else args.architectures
+    if not args.model:
+        painn = ", ".join(f"{k}={v}" for k, v in REFERENCE_HYPERPARAMETERS["painn"].items())
+        print(f"models: random weights; painn: {painn}; others at their defaults")
     print(f"host: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads; median of {args.repeats} calls after 3 warm-up calls "
           "(a quarter of them above 5,000 atoms), each row in a fresh process")
-    header = f"{'system':<12} {'atoms':>6} {'pairs':>8} {'device':<6} {'dtype':<8} {'ms/call':>9} {'nbr ms':>8} {'model ms':>9} {'µs/atom':>8}"
+    header = (f"{'model':<14} {'system':<12} {'atoms':>6} {'pairs':>8} {'device':<6} {'dtype':<8} {'ms/call':>9} "
+              f"{'nbr ms':>8} {'model ms':>9} {'µs/atom':>8}")
     print(header)
     print("-" * len(header))
-    for name in args.systems:
-        num_atoms = len(benchmark_system(name, args.data))
-        repeats = args.repeats if num_atoms < 5000 else max(3, args.repeats // 4)
-        for device in devices:
-            for dtype in args.dtypes:
-                row = run_in_fresh_process(time_row, args.model, name, args.data, device, dtype, repeats)
-                start = f"{name:<12} {num_atoms:>6}"
-                if row is None:
-                    print(f"{start} {'':>8} {device:<6} {dtype:<8} the process died (out of memory?)", flush=True)
-                    continue
-                print(f"{start} {row['pairs']:>8} {device:<6} {dtype:<8} {row['total_ms']:>9.2f} "
-                      f"{row['neighbour_ms']:>8.2f} {row['model_ms']:>9.2f} {1e3 * row['total_ms'] / num_atoms:>8.1f}",
-                      flush=True)
+    for model in models:
+        for name in args.systems:
+            num_atoms = len(benchmark_system(name, args.data))
+            repeats = args.repeats if num_atoms < 5000 else max(3, args.repeats // 4)
+            for device in devices:
+                for dtype in args.dtypes:
+                    row = run_in_fresh_process(time_row, model, name, args.data, device, dtype, repeats)
+                    start = f"{Path(model).stem:<14} {name:<12} {num_atoms:>6}"
+                    if row is None:
+                        print(f"{start} {'':>8} {device:<6} {dtype:<8} the process died (out of memory?)", flush=True)
+                        continue
+                    print(f"{start} {row['pairs']:>8} {device:<6} {dtype:<8} {row['total_ms']:>9.2f} "
+                          f"{row['neighbour_ms']:>8.2f} {row['model_ms']:>9.2f} "
+                          f"{1e3 * row['total_ms'] / num_atoms:>8.1f}", flush=True)
     if args.openmm:
         compare_openmm(args, devices)
     return 0
