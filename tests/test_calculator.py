@@ -198,3 +198,17 @@ def test_nve_conserves_energy(painn_model, molecule):
     drift = np.abs(totals - totals[0]).max()
     assert np.ptp(potentials) > 0.1, "the molecule barely moved: the test would prove nothing"
     assert drift < 1e-3, f"total energy drifted by {drift:.2e} eV over 100 fs"
+
+
+def test_float32_model_sums_large_energies_without_float32_rounding(painn_model, molecule):
+    """A molecule's energy is thousands of eV: offsets and sums are float64 even in a float32 model."""
+    offsets = torch.tensor([-13.6, -1029.8, -1484.3, -2041.3], dtype=torch.float64)  # eV, H C N O
+    painn_model.scale_shift.set_statistics(offsets, 1.0)
+    energies = {}
+    for dtype in ("float32", "float64"):
+        atoms = molecule.copy()
+        atoms.calc = EqffCalculator(painn_model, dtype=dtype)
+        energies[dtype] = atoms.get_potential_energy()
+    assert abs(energies["float64"]) > 5000
+    # float32 has a spacing of about 1 meV at 5000 eV; only the network's own float32 rounding remains
+    assert energies["float32"] == pytest.approx(energies["float64"], abs=2e-5)

@@ -45,16 +45,27 @@ class PerElementScaleShift(nn.Module):
     reproduces inference exactly. Fit them with :func:`eqff.train.stats.energy_statistics`
     and :meth:`set_statistics`; by default scale is 1 and offsets are 0.
 
+    The offsets and the energies are float64 whatever the model's dtype: a molecule's total
+    energy is large (about −17,600 eV for aspirin), and float32 would round it, and each offset,
+    to about a meV. Casting the module (``.float()``, ``.to(dtype)``) moves the offsets between
+    devices but keeps them float64; the network's outputs stay in the model's dtype.
+
     Args:
         num_elements: number of elements the model knows.
 
-    Shapes: (n,) outputs and (n,) species indices → (n,) energies, eV.
+    Shapes: (n,) outputs and (n,) species indices → (n,) float64 energies, eV.
     """
 
     def __init__(self, num_elements: int) -> None:
         super().__init__()
         self.register_buffer("scale", torch.ones(()))
-        self.register_buffer("offsets", torch.zeros(num_elements))
+        self.register_buffer("offsets", torch.zeros(num_elements, dtype=torch.float64))
+
+    def _apply(self, fn, recurse: bool = True):
+        offsets = self.offsets
+        super()._apply(fn, recurse)
+        self.offsets = offsets.to(device=self.scale.device)  # float64 whatever dtype ``fn`` casts to
+        return self
 
     def set_statistics(self, offsets: torch.Tensor, scale: float) -> None:
         """Store fitted per-element offsets (num_elements,) in eV and a scale in eV."""
@@ -64,7 +75,7 @@ class PerElementScaleShift(nn.Module):
         self.scale.fill_(scale)
 
     def forward(self, outputs: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
-        return self.scale * outputs + self.offsets[species]
+        return (self.scale * outputs).double() + self.offsets[species]
 
 
 def sum_per_frame(atomic_energies: torch.Tensor, batch: torch.Tensor, num_frames: int) -> torch.Tensor:
