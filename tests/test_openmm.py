@@ -294,8 +294,9 @@ def test_bench_openmm_reports_ms_per_step_overhead_and_ns_per_day(capsys):
     assert main([*argv, "--data", str(data)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert "OpenMM: gas-phase aspirin (21 atoms), model painn-aspirin" in lines
-    device, dtype, _, ase_ms, openmm_ms, overhead, ns_per_day = lines[-1].split()
+    device, dtype, _, ase_ms, openmm_ms, overhead, ns_per_day, energy_error, force_error = lines[-1].split()
     assert (device, dtype) == ("cpu", "float32") and overhead.endswith("%")
+    assert float(energy_error) < 1e-6 and float(force_error) < 1e-5  # float32 round-off
     assert float(ase_ms) > 0 and float(openmm_ms) > 0
     assert float(ns_per_day) == pytest.approx(0.5e-6 * 86400e3 / float(openmm_ms), rel=1e-2, abs=0.01)
 

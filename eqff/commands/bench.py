@@ -19,6 +19,7 @@ from ase import Atoms
 from torch import nn
 
 from eqff.data.md17 import read_rmd17
+from eqff.data.units import EV_IN_KJ_PER_MOL, EV_PER_ANGSTROM_IN_KJ_PER_MOL_PER_NM
 from eqff.integrations.ase import EqffCalculator
 from eqff.model_file import DEFAULT_POTENTIAL
 from eqff.models import ARCHITECTURES, build_model
@@ -154,11 +155,14 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def time_openmm_steps(atoms: Atoms, model: str, device: str, dtype: str, repeats: int) -> tuple[float, str]:
-    """Median ms of one OpenMM LangevinMiddleIntegrator step (300 K) with the eqff PythonForce, and the platform.
+def time_openmm_steps(atoms: Atoms, model: str, device: str, dtype: str, repeats: int) -> dict:
+    """OpenMM MD steps (LangevinMiddleIntegrator, 300 K) with the eqff PythonForce.
 
     The System comes from ``MLPotential("eqff", modelPath=model).createSystem`` at the precision
     of ``dtype``; ``repeats`` single steps are timed after 3 warm-up steps.
+
+    Returns ``ms`` (median per step), ``platform``, and OpenMM's ``energy`` (eV) and ``forces``
+    (n, 3) eV/Å at ``atoms.positions``, before the first step.
     """
     import openmm
     from openmm import unit
@@ -176,13 +180,18 @@ def time_openmm_steps(atoms: Atoms, model: str, device: str, dtype: str, repeats
     context = openmm.Context(system, integrator)
     context.setPositions(atoms.positions * unit.angstrom)
     context.setVelocitiesToTemperature(temperature, 0)
+    start_state = context.getState(getEnergy=True, getForces=True)
+    energy = start_state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole) / EV_IN_KJ_PER_MOL
+    force_unit = unit.kilojoule_per_mole / unit.nanometer
+    forces = start_state.getForces(asNumpy=True).value_in_unit(force_unit) / EV_PER_ANGSTROM_IN_KJ_PER_MOL_PER_NM
     times = []
     for step in range(3 + repeats):
         start = time.perf_counter()
         integrator.step(1)
         if step >= 3:
             times.append(time.perf_counter() - start)
-    return 1e3 * float(np.median(times)), context.getPlatform().getName()
+    return {"ms": 1e3 * float(np.median(times)), "platform": context.getPlatform().getName(), "energy": energy,
+            "forces": forces}  # fmt: skip
 
 
 def compare_openmm(args: argparse.Namespace, devices: list[str]) -> None:
@@ -192,14 +201,20 @@ def compare_openmm(args: argparse.Namespace, devices: list[str]) -> None:
     print(f"\nOpenMM: gas-phase aspirin ({len(atoms)} atoms), model {model}")
     print(f"LangevinMiddleIntegrator steps of {OPENMM_TIMESTEP_FS:g} fs through the eqff PythonForce vs bare ASE "
           f"calculator calls; median of {args.repeats} after 3 warm-up")
+    print("agreement with the ASE calculator at the starting positions: |ΔE|/|E| and max |ΔF| / max |F|")
     header = (f"{'device':<6} {'dtype':<8} {'platform':<9} {'ASE ms/call':>12} {'OpenMM ms/step':>15} "
-              f"{'overhead':>9} {'ns/day':>8}")
+              f"{'overhead':>9} {'ns/day':>8} {'ΔE rel':>9} {'ΔF rel':>9}")
     print(header)
     print("-" * len(header))
     for device in devices:
         for dtype in args.dtypes:
-            ase_ms = time_calls(atoms, EqffCalculator(model, device=device, dtype=dtype), args.repeats)["total_ms"]
-            openmm_ms, openmm_platform = time_openmm_steps(atoms, model, device, dtype, args.repeats)
-            ns_per_day = OPENMM_TIMESTEP_FS * 1e-6 * 86400e3 / openmm_ms  # ns per step × steps per day
-            print(f"{device:<6} {dtype:<8} {openmm_platform:<9} {ase_ms:>12.2f} {openmm_ms:>15.2f} "
-                  f"{100 * (openmm_ms - ase_ms) / ase_ms:>8.1f}% {ns_per_day:>8.2f}", flush=True)
+            calc = EqffCalculator(model, device=device, dtype=dtype)
+            ase_ms = time_calls(atoms, calc, args.repeats)["total_ms"]
+            ase_energy, ase_forces = calc.get_potential_energy(atoms), calc.get_forces(atoms)
+            steps = time_openmm_steps(atoms, model, device, dtype, args.repeats)
+            ns_per_day = OPENMM_TIMESTEP_FS * 1e-6 * 86400e3 / steps["ms"]  # ns per step × steps per day
+            energy_error = abs(steps["energy"] - ase_energy) / abs(ase_energy)
+            force_error = np.abs(steps["forces"] - ase_forces).max() / np.abs(ase_forces).max()
+            print(f"{device:<6} {dtype:<8} {steps['platform']:<9} {ase_ms:>12.2f} {steps['ms']:>15.2f} "
+                  f"{100 * (steps['ms'] - ase_ms) / ase_ms:>8.1f}% {ns_per_day:>8.2f} {energy_error:>9.1e} "
+                  f"{force_error:>9.1e}", flush=True)
