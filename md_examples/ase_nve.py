@@ -21,52 +21,21 @@ threads wait for each other, so set ``OMP_NUM_THREADS=1`` on a loaded CPU.
 import argparse
 import sys
 from pathlib import Path
-from typing import NamedTuple
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from _common import (  # noqa: E402
-    add_md_arguments, check_md_arguments, run_with_progress, set_initial_velocities, speed_line,
-)  # fmt: skip
-from ase import units  # noqa: E402
-from ase.md.verlet import VelocityVerlet  # noqa: E402
+from _common import add_md_arguments, check_md_arguments  # noqa: E402
 
 from eqff.commands.md import starting_structure  # noqa: E402
 from eqff.integrations.ase import EqffCalculator  # noqa: E402
+from eqff.observables import EnergyDrift, energy_drift  # noqa: E402
+from eqff.simulation import run_nve, speed_line  # noqa: E402
 
 TEMPERATURE = 300.0
 """K, of the initial velocities."""
-
-
-class EnergyDrift(NamedTuple):
-    """A least-squares line through the total energy per atom, and its spread."""
-
-    drift: float
-    """meV/atom/ps: the slope of the line."""
-    offset: float
-    """meV/atom: the line's value at time 0."""
-    fluctuation: float
-    """meV/atom: the standard deviation of the total energy."""
-
-
-def energy_drift(times: np.ndarray, total_energies: np.ndarray, num_atoms: int) -> EnergyDrift:
-    """Fit a straight line to the total energy per atom against time.
-
-    Args:
-        times: (n,) ps, n ≥ 2.
-        total_energies: (n,) eV, of the whole system.
-        num_atoms: the number of atoms the energies are divided by.
-    """
-    if len(times) < 2 or len(times) != len(total_energies):
-        raise ValueError(
-            f"need at least 2 samples of equal length, got {len(times)} times and {len(total_energies)} energies"
-        )
-    per_atom = 1e3 * np.asarray(total_energies) / num_atoms  # (n,) meV/atom
-    slope, offset = np.polyfit(times, per_atom, 1)
-    return EnergyDrift(drift=float(slope), offset=float(offset), fluctuation=float(per_atom.std()))
 
 
 def plot_energies(path: Path, samples: dict[str, np.ndarray], num_atoms: int, fit: EnergyDrift) -> None:
@@ -116,27 +85,10 @@ def main(argv: list[str] | None = None) -> int:
     check_md_arguments(parser, args)
     atoms = starting_structure(args.model, None)
     atoms.calc = EqffCalculator(args.model, device=args.device, dtype=args.dtype)
-    set_initial_velocities(atoms, TEMPERATURE, np.random.default_rng(args.seed))
-    dynamics = VelocityVerlet(atoms, args.timestep * units.fs)
-    records: list[tuple[float, float, float, float]] = []  # (time ps, potential eV, kinetic eV, temperature K)
-
-    def record() -> None:
-        time_ps = dynamics.get_time() / (1e3 * units.fs)
-        records.append((time_ps, atoms.get_potential_energy(), atoms.get_kinetic_energy(), atoms.get_temperature()))
-
-    dynamics.attach(record, interval=args.interval)
     print(f"NVE aspirin ({len(atoms)} atoms), model {args.model}, {args.steps} steps of {args.timestep:g} fs, "
           f"velocities at {TEMPERATURE:g} K, {args.dtype}")
-    wall = run_with_progress(
-        dynamics, args.steps, args.interval,
-        lambda: {"T": f"{records[-1][3]:.0f} K", "E": f"{records[-1][1] + records[-1][2]:.4f} eV"},
-    )  # fmt: skip
-    times, potential, kinetic, temperature = np.array(records).T
-    samples = {
-        "time_ps": times, "potential_eV": potential, "kinetic_eV": kinetic,
-        "total_eV": potential + kinetic, "temperature_K": temperature,
-    }  # fmt: skip
-    fit = energy_drift(times, samples["total_eV"], len(atoms))
+    samples, wall = run_nve(atoms, args.steps, args.timestep, args.interval, TEMPERATURE, args.seed)
+    fit = energy_drift(samples["time_ps"], samples["total_eV"], len(atoms))
     args.output.mkdir(parents=True, exist_ok=True)
     write_samples(args.output / "ase_nve.csv", samples)
     plot_energies(args.output / "ase_nve.png", samples, len(atoms), fit)

@@ -33,77 +33,19 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from _common import (  # noqa: E402
-    add_md_arguments, check_md_arguments, run_with_progress, set_initial_velocities, speed_line,
-)  # fmt: skip
-from ase import Atoms, units  # noqa: E402
+from _common import add_md_arguments, check_md_arguments  # noqa: E402
+from ase import Atoms  # noqa: E402
 from ase.io import write  # noqa: E402
-from ase.md.langevin import Langevin  # noqa: E402
-from ase.neighborlist import NeighborList, natural_cutoffs  # noqa: E402
 
 from eqff.data.md17 import read_rmd17  # noqa: E402
 from eqff.integrations.ase import EqffCalculator  # noqa: E402
+from eqff.observables import (  # noqa: E402
+    HR_BINS, STABILITY_THRESHOLD, bonds_of, distance_distribution, hr_mae, largest_bond_deviation, pair_distances,
+    stability_frame,
+)  # fmt: skip
+from eqff.simulation import run_nvt, speed_line  # noqa: E402
 
 MOLECULE = "aspirin"
-STABILITY_THRESHOLD = 0.5
-"""Å: a bond longer or shorter than in the first frame by more than this marks the run unstable."""
-HR_BINS = np.linspace(0.0, 10.0, 501)
-"""Å: the edges of the h(r) histogram, as in Fu et al. (500 bins up to 10 Å)."""
-
-
-def bonds_of(atoms: Atoms) -> np.ndarray:
-    """(B, 2) atom indices i < j of the bonds of ``atoms``: pairs closer than the sum of their natural cutoffs."""
-    neighbours = NeighborList(natural_cutoffs(atoms), self_interaction=False, bothways=False)
-    neighbours.update(atoms)
-    rows, columns = neighbours.get_connectivity_matrix(sparse=True).nonzero()
-    return np.sort(np.column_stack([rows, columns]), axis=1)
-
-
-def bond_lengths(positions: np.ndarray, bonds: np.ndarray) -> np.ndarray:
-    """(T, B) Å: the lengths of ``bonds`` (B, 2) in each frame of ``positions`` (T, A, 3) Å."""
-    return np.linalg.norm(positions[:, bonds[:, 0]] - positions[:, bonds[:, 1]], axis=-1)
-
-
-def largest_bond_deviation(positions: np.ndarray, bonds: np.ndarray) -> np.ndarray:
-    """(T,) Å: per frame, the largest |bond length − its length in frame 0| over ``bonds`` (B, 2).
-
-    ``positions``: (T, A, 3) Å.
-    """
-    return np.abs(bond_lengths(positions, bonds) - bond_lengths(positions[:1], bonds)).max(axis=1)
-
-
-def stability_frame(positions: np.ndarray, bonds: np.ndarray, threshold: float = STABILITY_THRESHOLD) -> int | None:
-    """The first frame at which any bond deviates by more than ``threshold`` Å from its length in frame 0.
-
-    Args:
-        positions: (T, A, 3) Å.
-        bonds: (B, 2) atom indices.
-
-    Returns:
-        the frame index, or None if every frame is within the threshold.
-    """
-    unstable = np.flatnonzero(largest_bond_deviation(positions, bonds) > threshold)
-    return int(unstable[0]) if len(unstable) else None
-
-
-def pair_distances(positions: np.ndarray) -> np.ndarray:
-    """(T · A(A−1)/2,) Å: the distances of all atom pairs i < j in every frame of ``positions`` (T, A, 3) Å."""
-    i, j = np.triu_indices(positions.shape[1], k=1)
-    return np.linalg.norm(positions[:, i] - positions[:, j], axis=-1).reshape(-1)
-
-
-def distance_distribution(distances: np.ndarray, bins: np.ndarray = HR_BINS) -> np.ndarray:
-    """h(r), (n,) 1/Å: the histogram of ``distances`` (Å) over ``bins`` (n + 1 edges, Å), integrating to 1."""
-    return np.histogram(distances, bins, density=True)[0]
-
-
-def hr_mae(h: np.ndarray, h_reference: np.ndarray, bins: np.ndarray = HR_BINS) -> float:
-    """∫|h(r) − h_ref(r)| dr over the bins (dimensionless; 0 for equal, 2 for disjoint distributions).
-
-    With Fu et al.'s uniform bins from 0 to r_max this is their h(r) MAE: the mean absolute
-    difference over the bins times r_max. ``h`` and ``h_reference``: (n,) 1/Å; ``bins``: (n + 1,) Å.
-    """
-    return float(np.sum(np.abs(h - h_reference) * np.diff(bins)))
 
 
 def plot_observables(
@@ -164,26 +106,14 @@ def main(argv: list[str] | None = None) -> int:
     reference = read_rmd17(MOLECULE, 1, "train", args.data)
     atoms = reference[0].to_atoms()
     atoms.calc = EqffCalculator(args.model, device=args.device, dtype=args.dtype)
-    rng = np.random.default_rng(args.seed)
-    set_initial_velocities(atoms, args.temperature, rng)
-    dynamics = Langevin(atoms, args.timestep * units.fs, temperature_K=args.temperature,
-                        friction=args.friction / units.fs, fixcm=False, rng=rng)  # fmt: skip
+    print(f"NVT {MOLECULE} ({len(atoms)} atoms), model {args.model}, {args.steps} steps of {args.timestep:g} fs, "
+          f"Langevin at {args.temperature:g} K (friction {args.friction:g}/fs), {args.dtype}")
+    positions, temperatures, wall = run_nvt(
+        atoms, args.steps, args.timestep, args.interval, args.temperature, args.friction, args.seed
+    )
     args.output.mkdir(parents=True, exist_ok=True)
-    frames, temperatures = [], []
-
-    with open(args.output / "ase_nvt.xyz", "w") as xyz:
-
-        def record() -> None:
-            frames.append(atoms.positions.copy())
-            temperatures.append(atoms.get_temperature())
-            write(xyz, atoms, format="xyz")
-
-        dynamics.attach(record, interval=args.interval)
-        print(f"NVT {MOLECULE} ({len(atoms)} atoms), model {args.model}, {args.steps} steps of {args.timestep:g} fs, "
-              f"Langevin at {args.temperature:g} K (friction {args.friction:g}/fs), {args.dtype}")
-        wall = run_with_progress(dynamics, args.steps, args.interval, lambda: {"T": f"{temperatures[-1]:.0f} K"})
-
-    positions = np.array(frames)  # (T, A, 3) Å
+    write(args.output / "ase_nvt.xyz", [Atoms(numbers=atoms.numbers, positions=frame) for frame in positions],
+          format="xyz")  # fmt: skip
     bonds = bonds_of(Atoms(numbers=atoms.numbers, positions=positions[0]))
     unstable = stability_frame(positions, bonds)
     h = distance_distribution(pair_distances(positions[:unstable]))
@@ -192,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     frame_ps = args.interval * args.timestep * 1e-3
     deviation = largest_bond_deviation(positions, bonds)
     plot_observables(args.output / "ase_nvt.png", h, h_reference, frame_ps * np.arange(len(positions)), deviation)
-    print_summary(args, np.array(temperatures), frame_ps, unstable, len(positions), mae, len(reference), wall)
+    print_summary(args, temperatures, frame_ps, unstable, len(positions), mae, len(reference), wall)
     return 0
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 from ase import units
-from ase.md import velocitydistribution
+from ase.md.velocitydistribution import thermalize_momenta
 from ase.md.verlet import VelocityVerlet
 
 from eqff import EqffCalculator
@@ -25,7 +25,6 @@ except ImportError:  # pragma: no cover - older ASE
         return atoms.calc.calculate_numerical_stress(atoms, d=eps)
 
 
-thermalize = getattr(velocitydistribution, "thermalize_momenta", velocitydistribution.MaxwellBoltzmannDistribution)
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
@@ -182,7 +181,7 @@ def test_nve_conserves_energy(painn_model, molecule):
     non-conservative force or an energy jump at the cutoff gives; the potential energy itself
     changes by much more (checked, about 0.5 eV).
     """
-    thermalize(molecule, temperature_K=300, rng=np.random.default_rng(0))
+    thermalize_momenta(molecule, temperature_K=300, rng=np.random.default_rng(0))
     molecule.calc = calculator(painn_model, dtype="float64")
     totals, potentials = [], []
 

@@ -7,15 +7,12 @@ import ase.build
 import numpy as np
 import pytest
 from ase import units
-from ase.md import velocitydistribution
+from ase.md.velocitydistribution import thermalize_momenta
 from ase.md.verlet import VelocityVerlet
 
 from eqff import EqffCalculator
 from eqff.errors import EqffInputError
 from eqff.neighbours import NeighbourListCache, edge_lengths, neighbour_list
-
-thermalize = getattr(velocitydistribution, "thermalize_momenta", velocitydistribution.MaxwellBoltzmannDistribution)
-"""Maxwell-Boltzmann momenta (``thermalize_momenta`` from ASE 3.28, its older name before)."""
 
 
 def brute_force_pairs(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, cutoff: float) -> set:
@@ -266,7 +263,7 @@ def test_cached_calculator_matches_uncached_along_md(painn_model):
     """
     atoms = ase.build.bulk("C", "diamond", a=3.57, cubic=True)
     atoms.rattle(0.05, seed=0)
-    thermalize(atoms, temperature_K=1500, rng=np.random.default_rng(0))
+    thermalize_momenta(atoms, temperature_K=1500, rng=np.random.default_rng(0))
     cached = EqffCalculator(copy.deepcopy(painn_model), dtype="float64", skin=0.5)
     fresh = EqffCalculator(copy.deepcopy(painn_model), dtype="float64", skin=0.0)
     atoms.calc = cached

@@ -1,19 +1,15 @@
 """``eqff md``: molecular dynamics of one structure with an eqff potential, through ASE."""
 
 import argparse
-import time
 
 import numpy as np
-from ase import Atoms, units
+from ase import Atoms
 from ase.io import read
 from ase.io.trajectory import Trajectory
-from ase.md.langevin import Langevin
-from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary, ZeroRotation
-from ase.md.verlet import VelocityVerlet
-from tqdm import tqdm
 
 from eqff.integrations.ase import EqffCalculator
 from eqff.model_file import DEFAULT_POTENTIAL, read_model_file
+from eqff.simulation import langevin, run_with_progress, set_initial_velocities, speed_line, velocity_verlet
 
 HELP = "run MD of a molecule with an eqff potential (Langevin NVT or velocity-Verlet NVE) and print a summary"
 
@@ -47,16 +43,11 @@ def run(args: argparse.Namespace) -> int:
     atoms = starting_structure(args.model, args.structure)
     atoms.calc = EqffCalculator(args.model, device=args.device, dtype=args.dtype)
     rng = np.random.default_rng(args.seed)
-    MaxwellBoltzmannDistribution(atoms, temperature_K=args.temperature, rng=rng)
-    Stationary(atoms)
-    ZeroRotation(atoms)
-    timestep = args.timestep * units.fs
+    set_initial_velocities(atoms, args.temperature, rng)
     if args.ensemble == "nvt":
-        # fixcm=False: ASE's centre-of-mass fixing biases the NVT distribution of a small molecule.
-        friction = args.friction / units.fs
-        dynamics = Langevin(atoms, timestep, temperature_K=args.temperature, friction=friction, fixcm=False, rng=rng)
+        dynamics = langevin(atoms, args.timestep, args.temperature, args.friction, rng)
     else:
-        dynamics = VelocityVerlet(atoms, timestep)
+        dynamics = velocity_verlet(atoms, args.timestep)
     if args.trajectory:
         dynamics.attach(Trajectory(args.trajectory, "w", atoms), interval=args.interval)
 
@@ -69,14 +60,8 @@ def run(args: argparse.Namespace) -> int:
     dynamics.attach(sample, interval=args.interval)
     print(f"eqff md: {atoms.get_chemical_formula()} ({len(atoms)} atoms), model {args.model}, "
           f"{args.ensemble.upper()} at {args.temperature:g} K, {args.steps} steps of {args.timestep:g} fs, {args.dtype}")
-    start = time.perf_counter()
-    with tqdm(total=args.steps, unit="step") as bar:
-        for _ in range(args.steps):
-            dynamics.run(1)
-            bar.update(1)
-            if bar.n % args.interval == 0:
-                bar.set_postfix(T=f"{temperatures[-1]:.0f} K", E=f"{total_energies[-1]:.3f} eV")
-    wall = time.perf_counter() - start
+    status = lambda: {"T": f"{temperatures[-1]:.0f} K", "E": f"{total_energies[-1]:.3f} eV"}  # noqa: E731
+    wall = run_with_progress(dynamics, args.steps, args.interval, status)
     print_summary(args, atoms, np.array(temperatures), np.array(total_energies), wall)
     return 0
 
@@ -85,8 +70,7 @@ def print_summary(args: argparse.Namespace, atoms: Atoms, temperatures: np.ndarr
     simulated_ps = args.steps * args.timestep * 1e-3
     calc = atoms.calc
     print("summary")
-    print(f"  simulated time      {simulated_ps:.3f} ps in {wall:.1f} s: {simulated_ps * 1e-3 / (wall / 86400):.3f} ns/day, "
-          f"{1e3 * wall / args.steps:.2f} ms/step")
+    print(speed_line(args.steps, args.timestep, wall))
     print(f"  temperature         mean {temperatures.mean():.1f} K, std {temperatures.std():.1f} K")
     drift = (total_energies[-1] - total_energies[0]) / len(atoms) / simulated_ps * 1e3
     print(f"  total energy        first {total_energies[0]:.4f} eV, last {total_energies[-1]:.4f} eV "
