@@ -92,6 +92,11 @@ def save_model(path: str | os.PathLike, model: nn.Module, metadata: dict | None 
     return path
 
 
+def shipped_potentials() -> list[str]:
+    """Names of the potentials shipped in ``potentials/``, sorted (e.g. ``"painn-aspirin"``)."""
+    return sorted(path.stem for path in SHIPPED_POTENTIALS_DIR.glob(f"*{MODEL_FILE_SUFFIX}"))
+
+
 def resolve_model_path(name_or_path: str | os.PathLike) -> Path:
     """A model file path from a path or the name of a shipped potential (e.g. ``"painn-aspirin"``)."""
     path = Path(name_or_path)
@@ -100,8 +105,9 @@ def resolve_model_path(name_or_path: str | os.PathLike) -> Path:
     shipped = SHIPPED_POTENTIALS_DIR / f"{name_or_path}{MODEL_FILE_SUFFIX}"
     if shipped.is_file():
         return shipped
-    available = sorted(p.stem for p in SHIPPED_POTENTIALS_DIR.glob(f"*{MODEL_FILE_SUFFIX}"))
-    raise ModelFileError(f"no model file {str(name_or_path)!r} and no shipped potential of that name; shipped: {available}")
+    raise ModelFileError(
+        f"no model file {str(name_or_path)!r} and no shipped potential of that name; shipped: {shipped_potentials()}"
+    )
 
 
 def read_model_file(path: str | os.PathLike) -> dict:

@@ -1,0 +1,178 @@
+"""``eqff report``: models side by side: test errors, speed, NVE energy drift, NVT stability and h(r).
+
+For each model (default: every shipped potential), trained on rMD17: the test errors that
+``eqff evaluate`` prints for its molecule's ``test_0N``; ms per energy+forces call on aspirin and
+on a 1,029-atom water box (``eqff bench`` rows, float32, each in a fresh process); an NVE run
+(float64) and an NVT run at 500 K (float32) of its molecule (see :mod:`eqff.model_report`). With
+``--peers``, MACE and SchNetPack's PaiNN at random weights are timed on the same systems in their
+own virtual environment, in turn with eqff's models, so the speed ratios are measured here.
+
+Writes ``report.md`` (the table), ``report.json`` and the plots ``speed.png``, ``nve.png`` and
+``nvt.png`` into ``--output``.
+"""
+
+import argparse
+import json
+import os
+import platform
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from eqff.commands.bench import WATER_BOXES, benchmark_system, run_in_fresh_process, time_row
+from eqff.errors import DataFileError, ModelFileError
+from eqff.model_file import shipped_potentials
+from eqff.model_report import (
+    NVE_DTYPE, NVT_DTYPE, TIMESTEP, NVEResult, NVTResult, nve_drift, nvt_stability, test_errors, training_data,
+)  # fmt: skip
+from eqff.peers.run import PEERS, check_peers_python, time_peer
+from eqff.report_plots import plot_nve, plot_nvt, plot_speed
+
+HELP = "compare models: test MAEs, ms per call, NVE drift, NVT stability and h(r); --peers adds MACE and SchNetPack"
+
+SPEED_SYSTEMS = ["aspirin", "water-1029"]
+"""Systems timed by default: rMD17 aspirin (21 atoms) and a water box of 1,029 atoms."""
+SPEED_DTYPE = "float32"
+PEER_LABELS = {"mace": "MACE (peer)", "schnetpack-painn": "SchNetPack PaiNN (peer)"}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("models", nargs="*", help="model files or shipped potentials trained on rMD17 "
+                        "(default: every shipped potential)")  # fmt: skip
+    parser.add_argument("--nve-ps", type=float, default=1.0, help="ps of NVE per model (default: %(default)s)")
+    parser.add_argument("--nvt-ps", type=float, default=2.0, help="ps of NVT at 500 K per model (default: %(default)s)")
+    parser.add_argument("--systems", nargs="+", default=SPEED_SYSTEMS, choices=["aspirin", *WATER_BOXES],
+                        help="systems timed (default: %(default)s)")  # fmt: skip
+    parser.add_argument("--repeats", type=int, default=10, help="timed calls per speed measurement (default: %(default)s)")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="speed measurements per model and system, taken in turn; the median is reported")  # fmt: skip
+    parser.add_argument("--peers", action="store_true", help="also time MACE and SchNetPack's PaiNN (random weights)")
+    parser.add_argument("--peers-python", default=os.environ.get("EQFF_PEERS_PYTHON", ".peers-venv/bin/python"),
+                        help="Python of the peers' environment (default: $EQFF_PEERS_PYTHON or %(default)s)")  # fmt: skip
+    parser.add_argument("--data", help="data folder holding rmd17/ (default: $EQFF_DATA)")
+    parser.add_argument("--output", type=Path, default=Path("report"), help="folder for the table and plots")
+
+
+def measure_speeds(args: argparse.Namespace, models: list[str], peers: tuple[str, ...]) -> dict[str, dict[str, float]]:
+    """ms per call, ``speeds[name][system]``: median over ``--rounds`` measurements taken in turn."""
+    samples: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for round_ in range(1, args.rounds + 1):
+        for system in args.systems:
+            atoms = benchmark_system(system, args.data)
+            for model in models:
+                row = run_in_fresh_process(time_row, model, system, args.data, "cpu", SPEED_DTYPE, args.repeats)
+                ms = np.nan if row is None else row["total_ms"]
+                samples[model][system].append(ms)
+                print(f"  round {round_}: {model:<24} {system:<11} {ms:9.2f} ms", flush=True)
+            for peer in peers:
+                record = time_peer(args.peers_python, peer, atoms, SPEED_DTYPE, args.repeats)
+                samples[PEER_LABELS[peer]][system].append(record["ms"])
+                if round_ == 1 and system == args.systems[0]:
+                    print(f"  {PEER_LABELS[peer]}: {record['description']}; versions {record['versions']}")
+                print(f"  round {round_}: {PEER_LABELS[peer]:<24} {system:<11} {record['ms']:9.2f} ms", flush=True)
+    return {name: {system: float(np.median(values)) for system, values in rows.items()} for name, rows in samples.items()}
+
+
+def _cell(value: float | None, digits: int) -> str:
+    return "—" if value is None or np.isnan(value) else f"{value:.{digits}f}"
+
+
+def table(models: list[str], molecules: dict[str, str], errors: dict[str, dict], speeds: dict[str, dict[str, float]],
+          nve: dict[str, NVEResult], nvt: dict[str, NVTResult]) -> list[list[str]]:  # fmt: skip
+    """The report's table, header first: one row per model, then one per peer (speed only)."""
+    systems = list(next(iter(speeds.values())))
+    rows = [["model", "molecule", "E MAE meV", "F MAE meV/Å", *(f"ms/call {system}" for system in systems),
+             "NVE drift meV/atom/ps", "NVE fluct. meV/atom", "NVT stable ps", "h(r) MAE"]]  # fmt: skip
+    for model in models:
+        rows.append([
+            model, molecules[model], _cell(errors[model]["energy_mae_meV"], 2),
+            _cell(errors[model]["forces_mae_meV_per_A"], 2),
+            *(_cell(speeds[model][system], 2) for system in systems),
+            _cell(nve[model].drift, 4), _cell(nve[model].fluctuation, 3),
+            f"{nvt[model].stable_ps:.2f} of {nvt[model].run_ps:.2f}", _cell(nvt[model].hr_mae, 3),
+        ])  # fmt: skip
+    for label in [name for name in speeds if name not in models]:
+        rows.append([label, "—", "—", "—", *(_cell(speeds[label][system], 2) for system in systems),
+                     "—", "—", "—", "—"])  # fmt: skip
+    return rows
+
+
+def format_text(rows: list[list[str]]) -> str:
+    """The table (header first) with aligned columns, for the terminal."""
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    lines = ["  ".join(cell.rjust(width) if column else cell.ljust(width)
+                       for column, (cell, width) in enumerate(zip(row, widths))) for row in rows]  # fmt: skip
+    lines.insert(1, "-" * len(lines[0]))
+    return "\n".join(lines)
+
+
+def format_markdown(rows: list[list[str]]) -> str:
+    """The table (header first) in Markdown, for the README."""
+    lines = ["| " + " | ".join(row) + " |" for row in rows]
+    lines.insert(1, "|" + "---|" * len(rows[0]))
+    return "\n".join(lines)
+
+
+def speed_ratios(models: list[str], speeds: dict[str, dict[str, float]]) -> list[str]:
+    """One line per model and peer: the peer's ms per call divided by the model's, on each system."""
+    lines = []
+    for model in models:
+        for label in [name for name in speeds if name not in models]:
+            ratios = ", ".join(f"{speeds[label][system] / speeds[model][system]:.1f}× on {system}"
+                               for system in speeds[model])  # fmt: skip
+            lines.append(f"speed-up of {model} over {label}: {ratios}")
+    return lines
+
+
+def run(args: argparse.Namespace) -> int:
+    models = args.models or shipped_potentials()
+    peers = PEERS if args.peers else ()
+    try:
+        data = {model: training_data(model) for model in models}
+    except ModelFileError as error:
+        raise SystemExit(f"error: {error}") from None
+    if peers:
+        check_peers_python(args.peers_python)
+    print(f"eqff report: {len(models)} models{' and peers ' + ', '.join(peers) if peers else ''}; "
+          f"host {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads")
+    print(f"speed: {SPEED_DTYPE} on the CPU through each package's ASE calculator, median of {args.repeats} calls "
+          f"after 3 warm-up calls, {args.rounds} rounds in turn")
+    speeds = measure_speeds(args, models, peers)
+    errors, nve, nvt = {}, {}, {}
+    for model in models:
+        print(f"{model}: rMD17 {data[model].molecule} split {data[model].split}", flush=True)
+        try:
+            errors[model] = test_errors(model, data[model], args.data)
+        except DataFileError as error:
+            raise SystemExit(f"error: {error}") from None
+        nve[model] = nve_drift(model, data[model], args.nve_ps, args.data)
+        nvt[model] = nvt_stability(model, data[model], args.nvt_ps, args.data)
+    rows = table(models, {m: d.molecule for m, d in data.items()}, errors, speeds, nve, nvt)
+    args.output.mkdir(parents=True, exist_ok=True)
+    plot_speed(args.output / "speed.png", speeds)
+    plot_nve(args.output / "nve.png", nve)
+    plot_nvt(args.output / "nvt.png", nvt)
+    conditions = (f"test errors: rMD17 test_0N of each model's split, in the model's dtype; NVE: {args.nve_ps:g} ps "
+                  f"of velocity Verlet, {NVE_DTYPE}, {TIMESTEP:g} fs, from 300 K; NVT: {args.nvt_ps:g} ps of Langevin at "
+                  f"500 K, {NVT_DTYPE}, {TIMESTEP:g} fs; stable ps: time until a bond deviates by more than 0.5 Å")  # fmt: skip
+    ratios = speed_ratios(models, speeds)
+    (args.output / "report.md").write_text("\n\n".join([format_markdown(rows), conditions, *ratios]) + "\n")
+    (args.output / "report.json").write_text(json.dumps({
+        "models": {model: {"molecule": data[model].molecule, "split": data[model].split, "test_errors": errors[model],
+                           "ms_per_call": speeds[model], "nve_drift_meV_per_atom_per_ps": nve[model].drift,
+                           "nve_fluctuation_meV_per_atom": nve[model].fluctuation, "nvt_run_ps": nvt[model].run_ps,
+                           "nvt_stable_ps": nvt[model].stable_ps, "hr_mae": nvt[model].hr_mae}
+                   for model in models},
+        "peers_ms_per_call": {label: ms for label, ms in speeds.items() if label not in models},
+        "conditions": conditions,
+    }, indent=1) + "\n")  # fmt: skip
+    print()
+    print(format_text(rows))
+    print(conditions)
+    for line in ratios:
+        print(line)
+    print(f"wrote {args.output / 'report.md'}, report.json, speed.png, nve.png, nvt.png")
+    return 0

@@ -1,0 +1,72 @@
+"""``eqff report``: its table and ratios on hand-made numbers, its refusals, and a tiny run end to end."""
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from eqff.cli import main
+from eqff.commands.report import format_markdown, format_text, speed_ratios, table
+from eqff.errors import ModelFileError
+from eqff.model_file import save_model
+from eqff.model_report import NVEResult, NVTResult, training_data
+from eqff.peers.run import check_peers_python
+
+DATA_ROOT = os.environ.get("EQFF_DATA", "/work/shared/data")
+HAVE_ETHANOL = (Path(DATA_ROOT) / "rmd17" / "splits" / "rmd17_ethanol_test_01.npz").is_file()
+
+
+def _results() -> tuple[NVEResult, NVTResult]:
+    empty = np.zeros(0)
+    nve = NVEResult(drift=0.01234, fluctuation=0.5, time_ps=empty, total_energy=empty, ms_per_step=3.0)
+    nvt = NVTResult(run_ps=50.0, stable_ps=50.0, hr_mae=0.0321, r=empty, h=empty, h_reference=empty,
+                    time_ps=empty, bond_deviation=empty, ms_per_step=3.0)  # fmt: skip
+    return nve, nvt
+
+
+def test_table_has_a_row_per_model_then_per_peer_and_dashes_where_a_peer_was_not_measured():
+    nve, nvt = _results()
+    speeds = {"m": {"aspirin": 2.0, "water-1029": 300.0}, "MACE (peer)": {"aspirin": 20.0, "water-1029": 900.0}}
+    errors = {"m": {"energy_mae_meV": 1.234, "forces_mae_meV_per_A": 5.678}}
+    rows = table(["m"], {"m": "aspirin"}, errors, speeds, {"m": nve}, {"m": nvt})
+    assert rows[0][4:6] == ["ms/call aspirin", "ms/call water-1029"]
+    assert rows[1] == ["m", "aspirin", "1.23", "5.68", "2.00", "300.00", "0.0123", "0.500", "50.00 of 50.00", "0.032"]
+    assert rows[2] == ["MACE (peer)", "—", "—", "—", "20.00", "900.00", "—", "—", "—", "—"]
+    assert format_markdown(rows).splitlines()[1] == "|---|---|---|---|---|---|---|---|---|---|"
+    assert len({len(line) for line in format_text(rows).splitlines()}) == 1
+
+
+def test_speed_ratio_is_the_peers_time_over_the_models():
+    speeds = {"m": {"aspirin": 2.0, "water-1029": 300.0}, "MACE (peer)": {"aspirin": 20.0, "water-1029": 900.0}}
+    assert speed_ratios(["m"], speeds) == ["speed-up of m over MACE (peer): 10.0× on aspirin, 3.0× on water-1029"]
+
+
+def test_a_model_not_trained_on_rmd17_is_refused_with_its_training_data_named(tmp_path, painn_model):
+    path = save_model(tmp_path / "own-data.eqff", painn_model, {"dataset": {"dataset": "extxyz"}})
+    with pytest.raises(ModelFileError, match="needs a model trained on rMD17.*'extxyz'"):
+        training_data(str(path))
+
+
+def test_a_missing_peers_environment_says_how_to_create_it(tmp_path):
+    with pytest.raises(SystemExit, match="create_venv.sh"):
+        check_peers_python(tmp_path / "nowhere" / "bin" / "python")
+
+
+@pytest.mark.skipif(not HAVE_ETHANOL, reason="rMD17 ethanol not found (set EQFF_DATA)")
+def test_a_tiny_report_of_a_shipped_potential_prints_its_table_and_writes_its_files(tmp_path, capsys):
+    argv = ["report", "painn-ethanol", "--systems", "aspirin", "--repeats", "1", "--rounds", "1",
+            "--nve-ps", "0.01", "--nvt-ps", "0.1", "--output", str(tmp_path)]  # fmt: skip
+    peers_python = os.environ.get("EQFF_PEERS_PYTHON")
+    if peers_python:
+        argv += ["--peers", "--peers-python", peers_python]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "painn-ethanol" in out and "ethanol" in out
+    # the test errors are those of the shipped card (eqff evaluate on test_01)
+    assert "2.91" in out and "14.63" in out
+    assert "0.10 of 0.10" in out
+    for name in ("report.md", "report.json", "speed.png", "nve.png", "nvt.png"):
+        assert (tmp_path / name).is_file()
+    if peers_python:
+        assert "MACE (peer)" in out and "speed-up of painn-ethanol over MACE (peer)" in out
