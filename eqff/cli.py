@@ -8,7 +8,7 @@ import importlib
 
 from eqff import __version__
 
-COMMANDS = ("md", "bench", "train", "evaluate", "report")
+COMMANDS = ("md", "bench", "train", "evaluate", "report", "equivariance")
 """Subcommand names, each the name of a module in :mod:`eqff.commands`."""
 
 

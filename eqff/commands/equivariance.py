@@ -1,0 +1,94 @@
+"""``eqff equivariance``: PONITA's rotation-equivariance error against the size of its sphere grid.
+
+PONITA convolves over a grid of N orientations on the sphere: its energy is exactly invariant
+for the continuous sphere and approximately for a finite grid. For each N this builds PONITA at
+its default size with random weights (seeded, so the weights other than the grid are the same
+for every N), and compares, in float64 on rMD17 aspirin, the energy and forces at R random
+rotations Q (``e3nn.o3.rand_matrix``, seeded) of the structure with those of the structure itself:
+
+- energy error: |E(Qx) − E(x)| in meV (mean and largest over the rotations);
+- force error: |F(Qx) − Q F(x)| per component in meV/Å (mean), and that mean divided by the mean
+  |F| component (relative);
+
+and times an energy+forces call in float32 (ms, median), so that accuracy can be weighed
+against cost. N = 0 is PNITA, exactly invariant.
+"""
+
+import argparse
+
+import numpy as np
+import torch
+from ase import Atoms
+from e3nn import o3
+
+from eqff.commands.bench import ELEMENTS, benchmark_system, time_calls
+from eqff.integrations.ase import EqffCalculator
+from eqff.models import build_model
+
+HELP = "PONITA's rotation-equivariance error (energy, forces) and ms per call against the number of sphere orientations"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--orientations", type=int, nargs="+", default=[0, 4, 8, 12, 20, 32, 64],
+                        help="grid sizes N (default: %(default)s)")  # fmt: skip
+    parser.add_argument("--rotations", type=int, default=10, help="random rotations per N (default: %(default)s)")
+    parser.add_argument("--repeats", type=int, default=10, help="timed calls per N (default: %(default)s)")
+    parser.add_argument("--data", help="data folder holding rmd17/ (default: $EQFF_DATA)")
+
+
+def random_rotations(count: int, seed: int = 0) -> np.ndarray:
+    """(count, 3, 3) proper rotations, reproducible from ``seed``."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return o3.rand_matrix(count, dtype=torch.float64).numpy()
+
+
+def energy_forces(calc: EqffCalculator, atoms: Atoms, positions: np.ndarray) -> tuple[float, np.ndarray]:
+    """Energy (eV) and forces (n, 3) eV/Å of ``atoms`` moved to ``positions`` (n, 3) Å."""
+    moved = atoms.copy()
+    moved.positions = positions
+    moved.calc = calc
+    return moved.get_potential_energy(), moved.get_forces()
+
+
+def equivariance_errors(model: torch.nn.Module, atoms: Atoms, rotations: np.ndarray) -> dict[str, float]:
+    """Energy and force errors of ``model`` (float64) under ``rotations`` (R, 3, 3) of ``atoms``: see the module doc."""
+    calc = EqffCalculator(model, dtype="float64")
+    energy, forces = energy_forces(calc, atoms, atoms.positions)
+    energy_errors, force_errors = [], []
+    for rotation in rotations:
+        rotated_energy, rotated_forces = energy_forces(calc, atoms, atoms.positions @ rotation.T)
+        energy_errors.append(abs(rotated_energy - energy))
+        force_errors.append(np.abs(rotated_forces - forces @ rotation.T).mean())
+    return {
+        "energy_mean_meV": 1e3 * float(np.mean(energy_errors)),
+        "energy_max_meV": 1e3 * float(np.max(energy_errors)),
+        "forces_mean_meV_per_A": 1e3 * float(np.mean(force_errors)),
+        "forces_relative": float(np.mean(force_errors) / np.abs(forces).mean()),
+    }
+
+
+def ponita(num_orientations: int) -> torch.nn.Module:
+    """PONITA at its defaults with ``num_orientations``, random weights from seed 0 (the same for every N:
+    no weight's shape depends on the grid)."""
+    torch.manual_seed(0)
+    return build_model("ponita", {"elements": ELEMENTS, "num_orientations": num_orientations})
+
+
+def run(args: argparse.Namespace) -> int:
+    atoms = benchmark_system("aspirin", args.data)
+    rotations = random_rotations(args.rotations)
+    print(f"PONITA at its defaults with random weights (seed 0), rMD17 aspirin ({len(atoms)} atoms); errors in "
+          f"float64 over {args.rotations} random rotations Q; ms per call in float32, median of {args.repeats}, "
+          f"{torch.get_num_threads()} threads")  # fmt: skip
+    header = (f"{'N':>4} {'|ΔE| mean meV':>14} {'|ΔE| max meV':>13} {'|ΔF| meV/Å':>11} {'|ΔF| / |F|':>11} "
+              f"{'ms/call':>8}")  # fmt: skip
+    print(header)
+    print("-" * len(header))
+    for num_orientations in args.orientations:
+        model = ponita(num_orientations)
+        errors = equivariance_errors(model, atoms, rotations)
+        ms = time_calls(atoms, EqffCalculator(model, dtype="float32"), args.repeats)["total_ms"]
+        print(f"{num_orientations:>4} {errors['energy_mean_meV']:>14.4f} {errors['energy_max_meV']:>13.4f} "
+              f"{errors['forces_mean_meV_per_A']:>11.4f} {errors['forces_relative']:>11.2e} {ms:>8.2f}", flush=True)
+    return 0
