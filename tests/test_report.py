@@ -40,6 +40,8 @@ def test_table_has_a_row_per_model_then_per_peer_and_dashes_where_a_peer_was_not
 def test_speed_ratio_is_the_peers_time_over_the_models():
     speeds = {"m": {"aspirin": 2.0, "water-1029": 300.0}, "MACE (peer)": {"aspirin": 20.0, "water-1029": 900.0}}
     assert speed_ratios(["m"], speeds) == ["speed-up of m over MACE (peer): 10.0× on aspirin, 3.0× on water-1029"]
+    del speeds["MACE (peer)"]["water-1029"]  # a peer timed on aspirin only
+    assert speed_ratios(["m"], speeds) == ["speed-up of m over MACE (peer): 10.0× on aspirin"]
 
 
 def test_a_model_not_trained_on_rmd17_is_refused_with_its_training_data_named(tmp_path, painn_model):

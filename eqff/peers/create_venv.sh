@@ -47,14 +47,21 @@ echo "torch==${TORCH_VERSION}" > "$constraints"
     torchmetrics "hydra-colorlog>=1.1.0" rich fasteners dirsync torch-ema "matscipy>=1.1.0" \
     "tensorboard>=2.17.1" "tensorboardX>=2.6.2.2" tqdm protobuf
 
-# Fail here, not at timing time, if the pins did not hold or an import is broken.
+# Fail here, not at timing time, if the pins did not hold or an import is broken. schnetpack
+# 2.1.1 imports T_co from torch.utils.data.dataloader, which torch 2.13 no longer defines;
+# time_peer.py restores it before importing schnetpack, and so does this check.
 "$venv/bin/python" - <<PY
+import typing
 from importlib.metadata import version
+
+import torch
+import torch.utils.data.dataloader
+
+torch.utils.data.dataloader.T_co = typing.TypeVar("T_co", covariant=True)
 
 import ase
 import mace.calculators
 import schnetpack.interfaces
-import torch
 
 assert version("torch").split("+")[0] == "${TORCH_VERSION}", version("torch")
 assert version("mace-torch") == "${MACE_VERSION}", version("mace-torch")
