@@ -17,7 +17,6 @@ from scipy.special import eval_legendre, spherical_jn
 
 from eqff.data import keys
 from eqff.data.graph import collate
-from eqff.model_file import load_model, save_model
 from eqff.models import ARCHITECTURES, GemNetT, build_model
 from eqff.models.gemnet import FittedScale
 from eqff.nn.geometry import edge_vectors
@@ -277,18 +276,6 @@ def test_fit_scales_is_reproducible_and_refuses_a_batch_without_triplets(gemnet_
     diatomic = atoms_to_graph(Atoms("CO", positions=[[0, 0, 0], [1.1, 0, 0]]), CUTOFF, torch.float32)
     with pytest.raises(ValueError, match="scale factors"):
         gemnet_model.fit_scales(diatomic)
-
-
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_model_file_round_trip(gemnet_model, molecule, periodic_atoms, tmp_path, dtype):
-    model = gemnet_model.to(dtype)
-    path = save_model(tmp_path / "gemnet.eqff", model)
-    loaded, content = load_model(path)
-    assert content["architecture"] == "gemnet-t" and next(loaded.parameters()).dtype == dtype
-    torch.testing.assert_close(_scale_factors(loaded), _scale_factors(model), rtol=0, atol=0)
-    for atoms in (molecule, periodic_atoms):
-        graph = atoms_to_graph(atoms, CUTOFF, dtype)
-        torch.testing.assert_close(loaded(graph)[keys.ENERGY], model(graph)[keys.ENERGY], rtol=0, atol=0)
 
 
 def test_torchscript_matches_eager(gemnet_model, periodic_atoms):

@@ -16,7 +16,6 @@ import torch
 from e3nn import o3
 
 from eqff.data import keys
-from eqff.model_file import load_model, save_model
 from eqff.models import ARCHITECTURES, Ponita, build_model
 from eqff.nn.sphere import (
     PolynomialEmbedding,
@@ -222,19 +221,6 @@ def test_registered_and_built_from_hyperparameters():
         Ponita([1], num_orientations=-1)
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_model_file_round_trip(ponita_model, molecule, periodic_atoms, tmp_path, dtype):
-    model = ponita_model.to(dtype)
-    path = save_model(tmp_path / "ponita.eqff", model)
-    loaded, content = load_model(path)
-    assert content["architecture"] == "ponita" and next(loaded.parameters()).dtype == dtype
-    assert torch.equal(content["state_dict"]["orientations"], model.orientations)
-    for atoms in (molecule, periodic_atoms):
-        graph = atoms_to_graph(atoms, CUTOFF, dtype)
-        torch.testing.assert_close(loaded(graph)[keys.ENERGY], model(graph)[keys.ENERGY], rtol=0, atol=0)
-
-
-@pytest.mark.parametrize("num_orientations", [TEST_ORIENTATIONS, 0])
 def test_torchscript_matches_eager(num_orientations, periodic_atoms):
     model = _make_ponita(num_orientations)
     scripted = torch.jit.script(model)

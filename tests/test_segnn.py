@@ -7,7 +7,6 @@ their own neighbourhoods), built once per module: building and deep-copying e3nn
 products costs a few tenths of a second each, and the checks never modify the model they are given.
 """
 
-import copy
 import inspect
 
 import numpy as np
@@ -19,7 +18,6 @@ from e3nn.nn import Gate
 from e3nn.util.test import assert_equivariant
 
 from eqff.data import keys
-from eqff.model_file import load_model, save_model
 from eqff.models import ARCHITECTURES, SEGNN, build_model
 from eqff.models.segnn import NodeAttributes
 from eqff.nn.steerable import (
@@ -205,18 +203,6 @@ def test_registered_and_built_from_hyperparameters():
     assert model.irreps_hidden == balanced_irreps(16, 2)
     with pytest.raises(ValueError, match="num_layers"):
         build_model("segnn", {"elements": [1], "num_layers": 0})
-
-
-def test_model_file_round_trip(segnn_model, molecule, periodic_atoms, tmp_path):
-    """In float32, the dtype eqff's training exports (loading builds a new model: about a second)."""
-    model = copy.deepcopy(segnn_model).float()
-    path = save_model(tmp_path / "segnn.eqff", model)
-    loaded, content = load_model(path)
-    assert content["architecture"] == "segnn" and next(loaded.parameters()).dtype == torch.float32
-    assert loaded.hyperparameters == model.hyperparameters
-    for atoms in (molecule, periodic_atoms):
-        graph = atoms_to_graph(atoms, CUTOFF, torch.float32)
-        torch.testing.assert_close(loaded(graph)[keys.ENERGY], model(graph)[keys.ENERGY], rtol=0, atol=0)
 
 
 def test_torchscript_matches_eager_and_leaves_the_model_alone(segnn_model, periodic_atoms):

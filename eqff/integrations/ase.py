@@ -2,7 +2,6 @@
 
 import os
 
-import numpy as np
 import torch
 from ase import Atoms
 from ase.calculators.calculator import Calculator, all_changes

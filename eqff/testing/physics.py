@@ -20,6 +20,7 @@ the whole suite by subclassing it (see its docstring).
 import copy
 import itertools
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -29,6 +30,7 @@ from torch import nn
 
 from eqff.data import keys
 from eqff.data.graph import collate, structure_to_graph
+from eqff.model_file import load_model, save_model
 from eqff.neighbours import neighbour_list
 from eqff.nn.forces import energy_forces_stress
 
@@ -509,6 +511,26 @@ def check_cutoff_smoothness(
         raise AssertionError(f"{len(failures)} discontinuities at the cutoff r_c={cutoff} Å:\n" + "\n".join(failures))
 
 
+def check_model_file_round_trip(model: nn.Module, structures: Sequence[Atoms], dtype: torch.dtype, folder: Path) -> None:
+    """A model file written from ``model`` (cast to ``dtype``) loads as the same model, bit for bit.
+
+    Same hyperparameters, dtype and state (every parameter and buffer: fitted scales, grids), and
+    the same energies on ``structures``, with zero tolerance.
+    """
+    prepared = _prepared(model, dtype)
+    loaded, _ = load_model(save_model(Path(folder) / "model.eqff", prepared))
+    assert loaded.hyperparameters == prepared.hyperparameters, "hyperparameters changed in the model file"
+    assert next(loaded.parameters()).dtype == dtype, f"loaded in {next(loaded.parameters()).dtype}, saved in {dtype}"
+    state, loaded_state = prepared.state_dict(), loaded.state_dict()
+    assert state.keys() == loaded_state.keys(), f"state keys differ: {set(state) ^ set(loaded_state)}"
+    changed = [key for key in state if not torch.equal(state[key], loaded_state[key])]
+    assert not changed, f"weights or buffers changed in the model file: {changed}"
+    for atoms in structures:
+        graph = atoms_to_graph(atoms, prepared.cutoff, dtype)
+        _assert_close(loaded(graph)[keys.ENERGY].detach(), prepared(graph)[keys.ENERGY].detach(), 0.0,
+                      "energy of the loaded model differs")  # fmt: skip
+
+
 # --------------------------------------------------------------------------------------------
 # A pytest mixin running every check
 # --------------------------------------------------------------------------------------------
@@ -576,6 +598,9 @@ class ModelTests:
 
     def test_fragment_additivity(self, model, molecule, dtype):
         check_fragment_additivity(model, molecule, molecule[: max(1, len(molecule) // 2)], dtype)
+
+    def test_model_file_round_trip(self, model, molecule, periodic_atoms, dtype, tmp_path):
+        check_model_file_round_trip(model, [molecule, periodic_atoms], dtype, tmp_path)
 
     def test_cutoff_smoothness(self, model, dtype):
         check_cutoff_smoothness(model, dtype)
