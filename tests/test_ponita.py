@@ -221,6 +221,7 @@ def test_registered_and_built_from_hyperparameters():
         Ponita([1], num_orientations=-1)
 
 
+@pytest.mark.parametrize("num_orientations", [TEST_ORIENTATIONS, 0])
 def test_torchscript_matches_eager(num_orientations, periodic_atoms):
     model = _make_ponita(num_orientations)
     scripted = torch.jit.script(model)
