@@ -21,8 +21,9 @@ from torch import nn
 from eqff.data.md17 import read_rmd17
 from eqff.data.units import EV_IN_KJ_PER_MOL, EV_PER_ANGSTROM_IN_KJ_PER_MOL_PER_NM
 from eqff.integrations.ase import EqffCalculator
-from eqff.model_file import DEFAULT_POTENTIAL
+from eqff.model_file import DEFAULT_POTENTIAL, read_model_file
 from eqff.models import ARCHITECTURES, build_model
+from eqff.nn.triplets import triplet_indices
 from eqff.systems import water_box
 
 HELP = "time energy+forces calls (ms, median) for aspirin and water boxes, neighbour list and model apart"
@@ -34,6 +35,10 @@ REFERENCE_HYPERPARAMETERS = {"painn": dict(cutoff=5.0, num_features=128, num_int
 """Hyperparameters of the random-weight models timed (besides each model's defaults): PaiNN at
 SchNetPack's default size, the size the speed targets refer to; the other architectures at their
 own (published) defaults."""
+
+TRIPLET_ARCHITECTURES = {"gemnet-t"}
+"""Architectures that build triplet indices in ``forward``: their rows also time that step alone
+(:func:`eqff.nn.triplets.triplet_indices` on the row's edge list, "trip ms")."""
 
 ELEMENTS = [1, 6, 7, 8]
 """Elements of the random-weight models: those of aspirin and water."""
@@ -94,6 +99,18 @@ def time_calls(atoms: Atoms, calc: EqffCalculator, repeats: int) -> dict[str, fl
     }
 
 
+def time_triplet_indices(edge_index: np.ndarray, cell_shifts: np.ndarray, num_atoms: int, repeats: int) -> float:
+    """Median ms of :func:`eqff.nn.triplets.triplet_indices` on a neighbour list (after 3 warm-up calls)."""
+    edges, shifts = torch.from_numpy(edge_index), torch.from_numpy(cell_shifts)
+    times = []
+    for call in range(3 + repeats):
+        start = time.perf_counter()
+        triplet_indices(edges, num_atoms, shifts)
+        if call >= 3:
+            times.append(time.perf_counter() - start)
+    return 1e3 * float(np.median(times))
+
+
 def reference_model(architecture: str) -> nn.Module:
     """The random-weight model of ``architecture`` timed when no model is given (seeded: the same in every process)."""
     torch.manual_seed(0)
@@ -110,8 +127,19 @@ def time_row(model: str, name: str, data_root: str | None, device: str, dtype: s
     atoms = benchmark_system(name, data_root)
     calc = EqffCalculator(reference_model(model) if model in ARCHITECTURES else model, device=device, dtype=dtype)
     row = time_calls(atoms, calc, repeats)
-    row["pairs"] = calc.potential.neighbours(atoms.positions, atoms.numbers, atoms.cell.array, atoms.pbc)[0].shape[1]
+    edge_index, cell_shifts = calc.potential.neighbours(atoms.positions, atoms.numbers, atoms.cell.array, atoms.pbc)
+    row["pairs"] = edge_index.shape[1]
+    architecture = model if model in ARCHITECTURES else read_model_file(model)["architecture"]
+    if architecture in TRIPLET_ARCHITECTURES and device == "cpu":
+        row["triplet_ms"] = time_triplet_indices(edge_index, cell_shifts, len(atoms), repeats)
     return row
+
+
+def triplet_cell(row: dict) -> str:
+    """The "trip ms" column: triplet construction ms and its share of the call, or empty."""
+    if "triplet_ms" not in row:
+        return ""
+    return f"{row['triplet_ms']:.2f} ({100 * row['triplet_ms'] / row['total_ms']:.0f}%)"
 
 
 def run_in_fresh_process(function, *args):
@@ -133,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
           f"{torch.get_num_threads()} threads; median of {args.repeats} calls after 3 warm-up calls "
           "(a quarter of them above 5,000 atoms), each row in a fresh process")
     header = (f"{'model':<14} {'system':<12} {'atoms':>6} {'pairs':>8} {'device':<6} {'dtype':<8} {'ms/call':>9} "
-              f"{'nbr ms':>8} {'model ms':>9} {'µs/atom':>8}")
+              f"{'nbr ms':>8} {'model ms':>9} {'µs/atom':>8} {'trip ms':>8}")
     print(header)
     print("-" * len(header))
     for model in models:
@@ -149,7 +177,7 @@ def run(args: argparse.Namespace) -> int:
                         continue
                     print(f"{start} {row['pairs']:>8} {device:<6} {dtype:<8} {row['total_ms']:>9.2f} "
                           f"{row['neighbour_ms']:>8.2f} {row['model_ms']:>9.2f} "
-                          f"{1e3 * row['total_ms'] / num_atoms:>8.1f}", flush=True)
+                          f"{1e3 * row['total_ms'] / num_atoms:>8.1f} {triplet_cell(row):>8}", flush=True)
     if args.openmm:
         compare_openmm(args, devices)
     return 0

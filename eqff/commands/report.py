@@ -162,7 +162,8 @@ def run(args: argparse.Namespace) -> int:
                   f"of velocity Verlet, {NVE_DTYPE}, {TIMESTEP:g} fs, from 300 K; NVT: {args.nvt_ps:g} ps of Langevin at "
                   f"500 K, {NVT_DTYPE}, {TIMESTEP:g} fs; stable ps: time until a bond deviates by more than 0.5 Å")  # fmt: skip
     ratios = speed_ratios(models, speeds)
-    (args.output / "report.md").write_text("\n\n".join([format_markdown(rows), conditions, *ratios]) + "\n")
+    ratio_list = "\n".join(f"- {line}" for line in ratios)
+    (args.output / "report.md").write_text("\n\n".join([format_markdown(rows), conditions, ratio_list]).strip() + "\n")
     (args.output / "report.json").write_text(json.dumps({
         "models": {model: {"molecule": data[model].molecule, "split": data[model].split, "test_errors": errors[model],
                            "ms_per_call": speeds[model], "nve_drift_meV_per_atom_per_ps": nve[model].drift,

@@ -13,7 +13,7 @@ of the edge embeddings; their sum, scaled and shifted per element, is the atomic
 
 Conventions: eqff's edge e = (i, j) (centre i, neighbour j) is GemNet's edge j → i (source j,
 target i); sums over edges go to the centre (target) atom. The triplets are built in ``forward``
-from ``edge_index`` and the cell shifts by :func:`eqff.nn.triplets.triplets`.
+from ``edge_index`` and the cell shifts by :func:`eqff.nn.triplets.triplet_indices`.
 
 Faithful to the reference implementation except:
 
@@ -48,7 +48,7 @@ from eqff.nn.radial import BesselBasis, PolynomialEnvelope
 from eqff.nn.scatter import scatter_sum
 from eqff.nn.species import PerElementScaleShift, SpeciesIndex, sum_per_frame
 from eqff.nn.spherical import SphericalBasis
-from eqff.nn.triplets import reverse_edges, triplet_slots, triplets
+from eqff.nn.triplets import triplet_indices
 
 INV_SQRT_2 = 1.0 / math.sqrt(2.0)
 """Residual sums of two terms of unit variance are scaled by this to keep unit variance."""
@@ -400,9 +400,7 @@ class GemNetT(nn.Module):
         cell_shifts: torch.Tensor | None = None
         if keys.CELL_SHIFTS in graph:
             cell_shifts = graph[keys.CELL_SHIFTS]
-        input_edges, output_edges = triplets(edge_index, num_atoms, cell_shifts)  # (T,), (T,)
-        slot, width = triplet_slots(output_edges, centre.shape[0])  # (T,), K
-        reverse = reverse_edges(edge_index, num_atoms, cell_shifts)  # (E,)
+        input_edges, output_edges, slot, width, reverse = triplet_indices(edge_index, num_atoms, cell_shifts)
 
         vectors = edge_vectors(graph)  # (E, 3)
         distances = torch.linalg.vector_norm(vectors, dim=-1)  # (E,)

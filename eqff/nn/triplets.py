@@ -125,3 +125,17 @@ def triplet_slots(output_edges: torch.Tensor, num_edges: int) -> tuple[torch.Ten
     slot = torch.arange(output_edges.shape[0], device=output_edges.device) - start.index_select(0, output_edges)  # (T,)
     width = int(count.max()) if num_edges > 0 else 0
     return slot, width
+
+
+def triplet_indices(
+    edge_index: torch.Tensor, num_atoms: int, cell_shifts: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int, torch.Tensor]:
+    """Every index GemNet-T builds from the edge list: :func:`triplets`, :func:`triplet_slots` and
+    :func:`reverse_edges` in one call (what ``eqff bench`` times as triplet construction).
+
+    Returns:
+        input_edges (T,), output_edges (T,), slot (T,), width K, reverse (E,).
+    """
+    input_edges, output_edges = triplets(edge_index, num_atoms, cell_shifts)
+    slot, width = triplet_slots(output_edges, edge_index.shape[1])
+    return input_edges, output_edges, slot, width, reverse_edges(edge_index, num_atoms, cell_shifts)
