@@ -63,7 +63,7 @@ def training_data(model: str) -> TrainingData:
     return TrainingData(dataset["molecule"], int(dataset["split"]))
 
 
-def test_errors(model: str, data: TrainingData, root: str | None) -> dict[str, float | int]:
+def errors_on_test_set(model: str, data: TrainingData, root: str | None) -> dict[str, float | int]:
     """The model's errors on rMD17 ``test_0N`` of its molecule and split, in the model's dtype on the CPU.
 
     The same numbers as ``eqff evaluate MODEL --dataset rmd17 --molecule M --split N --part test``

@@ -25,7 +25,7 @@ from eqff.commands.bench import WATER_BOXES, benchmark_system, run_in_fresh_proc
 from eqff.errors import DataFileError, ModelFileError
 from eqff.model_file import shipped_potentials
 from eqff.model_report import (
-    NVE_DTYPE, NVT_DTYPE, TIMESTEP, NVEResult, NVTResult, nve_drift, nvt_stability, test_errors, training_data,
+    NVE_DTYPE, NVT_DTYPE, TIMESTEP, NVEResult, NVTResult, errors_on_test_set, nve_drift, nvt_stability, training_data,
 )  # fmt: skip
 from eqff.peers.run import PEERS, check_peers_python, time_peer
 from eqff.report_plots import plot_nve, plot_nvt, plot_speed
@@ -50,8 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="speed measurements per model and system, taken in turn; the median is reported")  # fmt: skip
     parser.add_argument("--peers", action="store_true", help="also time MACE and SchNetPack's PaiNN (random weights)")
     parser.add_argument("--peer-systems", nargs="+", default=["aspirin"], choices=["aspirin", *WATER_BOXES],
-                        help="systems the peers are timed on (default: %(default)s; MACE at its rMD17 size takes "
-                        "minutes and about 16 GB per call on 1,029 atoms on a 2-core CPU)")  # fmt: skip
+                        help="systems the peers are timed on (default: %(default)s; MACE at its rMD17 size took "
+                        "about 90 s and 16 GB per call on 1,029 atoms on a 2-core CPU)")  # fmt: skip
     parser.add_argument("--peers-python", default=os.environ.get("EQFF_PEERS_PYTHON", ".peers-venv/bin/python"),
                         help="Python of the peers' environment (default: $EQFF_PEERS_PYTHON or %(default)s)")  # fmt: skip
     parser.add_argument("--data", help="data folder holding rmd17/ (default: $EQFF_DATA)")
@@ -148,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
     for model in models:
         print(f"{model}: rMD17 {data[model].molecule} split {data[model].split}", flush=True)
         try:
-            errors[model] = test_errors(model, data[model], args.data)
+            errors[model] = errors_on_test_set(model, data[model], args.data)
         except DataFileError as error:
             raise SystemExit(f"error: {error}") from None
         nve[model] = nve_drift(model, data[model], args.nve_ps, args.data)
