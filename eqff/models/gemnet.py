@@ -43,6 +43,7 @@ import torch
 from torch import nn
 
 from eqff.data import keys
+from eqff.models.hyperparameters import constructor_arguments
 from eqff.nn.geometry import edge_vectors
 from eqff.nn.radial import BesselBasis, PolynomialEnvelope
 from eqff.nn.scatter import scatter_sum
@@ -348,26 +349,9 @@ class GemNetT(nn.Module):
         envelope_exponent: int = 5,
     ) -> None:
         super().__init__()
+        self.hyperparameters = constructor_arguments(locals())
         if num_blocks < 1:
             raise ValueError(f"num_blocks must be at least 1, got {num_blocks}")
-        self.hyperparameters = dict(
-            elements=list(elements),
-            cutoff=float(cutoff),
-            num_blocks=num_blocks,
-            emb_size_atom=emb_size_atom,
-            emb_size_edge=emb_size_edge,
-            emb_size_trip=emb_size_trip,
-            emb_size_rbf=emb_size_rbf,
-            emb_size_cbf=emb_size_cbf,
-            emb_size_bil_trip=emb_size_bil_trip,
-            num_before_skip=num_before_skip,
-            num_after_skip=num_after_skip,
-            num_concat=num_concat,
-            num_atom=num_atom,
-            num_radial=num_radial,
-            num_spherical=num_spherical,
-            envelope_exponent=envelope_exponent,
-        )
         self.elements = list(elements)
         self.cutoff = float(cutoff)
         self.species = SpeciesIndex(elements)

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from eqff.data import keys
+from eqff.models.hyperparameters import constructor_arguments
 from eqff.nn.geometry import edge_vectors
 from eqff.nn.mlp import mlp
 from eqff.nn.radial import BesselBasis, PolynomialEnvelope
@@ -132,14 +133,7 @@ class PaiNN(nn.Module):
         envelope_exponent: int = 6,
     ) -> None:
         super().__init__()
-        self.hyperparameters = dict(
-            elements=list(elements),
-            cutoff=float(cutoff),
-            num_features=num_features,
-            num_interactions=num_interactions,
-            num_radial=num_radial,
-            envelope_exponent=envelope_exponent,
-        )
+        self.hyperparameters = constructor_arguments(locals())
         self.elements = list(elements)
         self.cutoff = float(cutoff)
         self.num_features = num_features

@@ -52,6 +52,7 @@ import torch
 from torch import nn
 
 from eqff.data import keys
+from eqff.models.hyperparameters import constructor_arguments
 from eqff.nn.geometry import edge_vectors
 from eqff.nn.mlp import mlp
 from eqff.nn.radial import BesselBasis, PolynomialEnvelope
@@ -190,22 +191,11 @@ class Ponita(nn.Module):
         envelope_exponent: int = 6,
     ) -> None:
         super().__init__()
+        self.hyperparameters = constructor_arguments(locals())
         if num_layers < 1:
             raise ValueError(f"num_layers must be at least 1, got {num_layers}")
         if num_orientations < 0:
             raise ValueError(f"num_orientations must be 0 (PNITA) or positive, got {num_orientations}")
-        self.hyperparameters = dict(
-            elements=list(elements),
-            cutoff=float(cutoff),
-            num_features=num_features,
-            num_layers=num_layers,
-            num_orientations=num_orientations,
-            num_radial=num_radial,
-            degree=degree,
-            basis_dim=basis_dim,
-            widening_factor=widening_factor,
-            envelope_exponent=envelope_exponent,
-        )
         self.elements = list(elements)
         self.cutoff = float(cutoff)
         on_sphere = num_orientations > 0

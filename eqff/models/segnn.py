@@ -58,6 +58,7 @@ from e3nn.util.jit import compile as e3nn_compile
 from torch import nn
 
 from eqff.data import keys
+from eqff.models.hyperparameters import constructor_arguments
 from eqff.nn.geometry import edge_vectors
 from eqff.nn.mlp import mlp
 from eqff.nn.radial import BesselBasis, PolynomialEnvelope
@@ -182,22 +183,12 @@ class SEGNN(nn.Module):
         average_num_neighbours: float = 12.0,
     ) -> None:
         super().__init__()
+        self.hyperparameters = constructor_arguments(locals())
+        self.hyperparameters["average_num_neighbours"] = float(average_num_neighbours)
         if num_layers < 1:
             raise ValueError(f"num_layers must be at least 1, got {num_layers}")
         if not average_num_neighbours > 0:
             raise ValueError(f"average_num_neighbours must be positive, got {average_num_neighbours}")
-        self.hyperparameters = dict(
-            elements=list(elements),
-            cutoff=float(cutoff),
-            num_features=num_features,
-            l_max=l_max,
-            l_max_attr=l_max_attr,
-            balance=balance,
-            num_layers=num_layers,
-            num_radial=num_radial,
-            envelope_exponent=envelope_exponent,
-            average_num_neighbours=float(average_num_neighbours),
-        )
         self.elements = list(elements)
         self.cutoff = float(cutoff)
         self.num_elements = len(elements)
