@@ -51,7 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--peers", action="store_true", help="also time MACE and SchNetPack's PaiNN (random weights)")
     parser.add_argument("--peer-systems", nargs="+", default=["aspirin"], choices=["aspirin", *WATER_BOXES],
                         help="systems the peers are timed on (default: %(default)s; MACE at its rMD17 size took "
-                        "about 90 s and 16 GB per call on 1,029 atoms on a 2-core CPU)")  # fmt: skip
+                        "about 90 s per call on 1,029 atoms on a 2-core CPU)")  # fmt: skip
     parser.add_argument("--peers-python", default=os.environ.get("EQFF_PEERS_PYTHON", ".peers-venv/bin/python"),
                         help="Python of the peers' environment (default: $EQFF_PEERS_PYTHON or %(default)s)")  # fmt: skip
     parser.add_argument("--data", help="data folder holding rmd17/ (default: $EQFF_DATA)")
