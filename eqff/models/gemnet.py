@@ -203,7 +203,7 @@ class TripletInteraction(nn.Module):
         x = self.scale_rbf(x * self.rbf_projection(rbf), x)  # (E, F_edge)
         x_in = self.down_projection(x).index_select(0, input_edges)  # (T, F_trip)
         padded = x_in.new_zeros(m.shape[0], angular.shape[2], x_in.shape[1])  # (E, K, F_trip)
-        padded = padded.index_put((output_edges, slot), x_in)  # input messages of each output edge
+        padded.index_put_((output_edges, slot), x_in)  # input messages of each output edge, in place: no copy
         angular_sum = torch.bmm(angular, padded)  # (E, L, F_trip)
         radial_sum = torch.bmm(cbf_radial, angular_sum)  # (E, C, F_trip)
         y = self.bilinear(radial_sum.flatten(1))  # (E, F_bil)
@@ -391,7 +391,7 @@ class GemNetT(nn.Module):
         rbf = self.radial_basis(distances) * self.envelope(distances).unsqueeze(-1)  # (E, N)
         radial, angular = self.spherical_basis(vectors, distances, input_edges, output_edges)  # (E, L, N), (T, L)
         padded = angular.new_zeros(centre.shape[0], width, angular.shape[1])  # (E, K, L)
-        angular = padded.index_put((output_edges, slot), angular).transpose(1, 2)  # (E, L, K)
+        angular = padded.index_put_((output_edges, slot), angular).transpose(1, 2)  # (E, L, K)
         cbf_radial = torch.einsum("eln,lnc->ecl", radial, self.cbf_projection)  # (E, C, L)
         rbf_triplet = self.rbf_triplet(rbf)  # (E, F_rbf)
         rbf_atom = self.rbf_atom(rbf)  # (E, F_rbf)

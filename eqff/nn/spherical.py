@@ -21,7 +21,6 @@ import math
 
 import numpy as np
 import torch
-from e3nn import o3
 from scipy.optimize import brentq
 from scipy.special import spherical_jn
 from torch import nn
@@ -97,33 +96,39 @@ class SphericalBesselBasis(nn.Module):
 
 
 class TripletAngularBasis(nn.Module):
-    """Angular part Y_l^0(θ) of the spherical basis, from e3nn's spherical harmonics of the edges.
+    """Angular part Y_l^0(θ) = sqrt((2l + 1) / 4π) P_l(cos θ) of the spherical basis.
 
-    By the addition theorem, sqrt(4π / (2l + 1)) Σ_m Y_lm(u) Y_lm(v) = Y_l^0(angle between u and
-    v) for orthonormal real harmonics, so the harmonics of each edge direction
-    (:class:`e3nn.o3.SphericalHarmonics`, computed once per edge) give the angle's harmonics of
-    every triplet without an arccos. The direction j → i is minus the output edge's vector, which
-    contributes the parity (−1)^l.
+    θ is the angle at atom j between j → i (minus the output edge's vector) and j → k (the input
+    edge's vector). The Legendre polynomials P_l come from Bonnet's recurrence,
+    (l + 1) P_(l+1)(z) = (2l + 1) z P_l(z) − l P_(l−1)(z), which is stable for |z| ≤ 1 and needs
+    no arccos, so gradients are finite at θ = 0 and π.
+
+    Only the m = 0 harmonic of the angle enters the basis, so this evaluates it directly rather
+    than all 2l + 1 components of every order with :class:`e3nn.o3.SphericalHarmonics` (summed
+    over m by the addition theorem): at L = 7 those cost about 1,200 autograd operations per
+    energy-and-forces call on aspirin, some 14 % of a GemNet-T call, against a few dozen here.
 
     Args:
-        num_spherical: L, number of orders l = 0 … L − 1.
+        num_spherical: L, number of orders l = 0 … L − 1 (at least 1).
 
     Shapes: vectors (E, 3) Å, input_edges (T,), output_edges (T,) → (T, L).
     """
 
     def __init__(self, num_spherical: int) -> None:
         super().__init__()
-        irreps = o3.Irreps.spherical_harmonics(num_spherical - 1)
-        self.spherical_harmonics = o3.SphericalHarmonics(irreps, normalize=True, normalization="integral")
-        sum_over_m = torch.zeros(irreps.dim, num_spherical, dtype=torch.float64)  # (L², L); cast in forward
-        for l, components in enumerate(irreps.slices()):
-            sum_over_m[components, l] = (-1) ** l * math.sqrt(4 * math.pi / (2 * l + 1))
-        self.register_buffer("sum_over_m", sum_over_m)
+        if num_spherical < 1:
+            raise ValueError(f"num_spherical must be at least 1, got {num_spherical}")
+        self.num_spherical = num_spherical
+        normalisers = torch.tensor([math.sqrt((2 * l + 1) / (4 * math.pi)) for l in range(num_spherical)])
+        self.register_buffer("normalisers", normalisers, persistent=False)  # (L,)
 
     def forward(self, vectors: torch.Tensor, input_edges: torch.Tensor, output_edges: torch.Tensor) -> torch.Tensor:
-        harmonics = self.spherical_harmonics(vectors)  # (E, L²)
-        products = harmonics.index_select(0, input_edges) * harmonics.index_select(0, output_edges)  # (T, L²)
-        return products @ self.sum_over_m.to(products.dtype)  # (T, L)
+        unit = vectors / torch.linalg.vector_norm(vectors, dim=-1, keepdim=True)  # (E, 3)
+        cos = -(unit.index_select(0, input_edges) * unit.index_select(0, output_edges)).sum(-1)  # (T,)
+        legendre = [torch.ones_like(cos), cos]
+        for l in range(1, self.num_spherical - 1):
+            legendre.append(((2 * l + 1) * cos * legendre[l] - l * legendre[l - 1]) / (l + 1))
+        return torch.stack(legendre[: self.num_spherical], dim=-1) * self.normalisers.to(cos.dtype)  # (T, L)
 
 
 class SphericalBasis(nn.Module):
