@@ -21,7 +21,7 @@ from eqff.models import ARCHITECTURES, GemNetT, build_model
 from eqff.models.gemnet import FittedScale
 from eqff.nn.geometry import edge_vectors
 from eqff.nn.spherical import SphericalBesselBasis, TripletAngularBasis, spherical_bessel, spherical_bessel_roots
-from eqff.nn.triplets import reverse_edges, triplet_slots, triplets
+from eqff.nn.triplets import TripletIndexCache, reverse_edges, triplet_indices, triplet_slots, triplets
 from eqff.testing import ModelTests, atoms_to_graph, check_forces_match_finite_differences, evaluate
 
 CUTOFF = 4.0
@@ -177,6 +177,37 @@ def test_no_edges():
     assert reverse_edges(edge_index, 3).numel() == 0
     slot, width = triplet_slots(output_edges, 0)
     assert slot.numel() == 0 and width == 0
+
+
+def _assert_same_indices(got: tuple, expected: tuple) -> None:
+    for got_part, expected_part in zip(got, expected, strict=True):
+        assert got_part == expected_part if isinstance(expected_part, int) else torch.equal(got_part, expected_part)
+
+
+def test_triplet_cache_reuses_indices_only_for_the_same_edge_list(molecule, periodic_atoms):
+    structures = _structures(molecule, periodic_atoms)
+    cache = TripletIndexCache()
+    for name in [*structures, *structures]:  # every change of structure is a miss, so must rebuild
+        graph = structures[name]
+        edge_index, num_atoms, shifts = graph[keys.EDGE_INDEX], len(graph[keys.ATOMIC_NUMBERS]), _shifts(graph)
+        expected = triplet_indices(edge_index, num_atoms, shifts)
+        callers_tensor = edge_index.clone()
+        _assert_same_indices(cache(callers_tensor, num_atoms, shifts), expected)
+        first = cache.input_edges
+        callers_tensor.fill_(0)  # a caller reusing its tensor must not change what the cache compares with
+        _assert_same_indices(cache(edge_index.clone(), num_atoms, shifts), expected)
+        assert cache.input_edges is first, f"{name}: an equal edge list must reuse the indices"
+
+
+def test_triplet_cache_misses_on_other_atoms_or_shifts(periodic_atoms):
+    graph = atoms_to_graph(periodic_atoms, CUTOFF)
+    edge_index, num_atoms, shifts = graph[keys.EDGE_INDEX], len(periodic_atoms), graph[keys.CELL_SHIFTS]
+    cache = TripletIndexCache()
+    cache(edge_index, num_atoms, shifts)
+    for other_atoms, other_shifts in [(num_atoms + 1, shifts), (num_atoms, None), (num_atoms, shifts.double())]:
+        first = cache.input_edges
+        _assert_same_indices(cache(edge_index, other_atoms, other_shifts), triplet_indices(edge_index, other_atoms, other_shifts))
+        assert cache.input_edges is not first
 
 
 # --------------------------------------------------------------------------------------------

@@ -38,7 +38,8 @@ own (published) defaults."""
 
 TRIPLET_ARCHITECTURES = {"gemnet-t"}
 """Architectures that build triplet indices in ``forward``: their rows also time that step alone
-(:func:`eqff.nn.triplets.triplet_indices` on the row's edge list, "trip ms")."""
+(:func:`eqff.nn.triplets.triplet_indices` on the row's edge list, "trip ms"). The timed calls
+reuse the indices (the edge list does not change); a call whose edge list changed adds this."""
 
 ELEMENTS = [1, 6, 7, 8]
 """Elements of the random-weight models: those of aspirin and water."""

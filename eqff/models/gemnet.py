@@ -13,7 +13,9 @@ of the edge embeddings; their sum, scaled and shifted per element, is the atomic
 
 Conventions: eqff's edge e = (i, j) (centre i, neighbour j) is GemNet's edge j → i (source j,
 target i); sums over edges go to the centre (target) atom. The triplets are built in ``forward``
-from ``edge_index`` and the cell shifts by :func:`eqff.nn.triplets.triplet_indices`.
+from ``edge_index`` and the cell shifts by :func:`eqff.nn.triplets.triplet_indices`, and reused
+while the edge list stays the same, as it does over most MD steps
+(:class:`eqff.nn.triplets.TripletIndexCache`).
 
 Faithful to the reference implementation except:
 
@@ -49,7 +51,7 @@ from eqff.nn.radial import BesselBasis, PolynomialEnvelope
 from eqff.nn.scatter import scatter_sum
 from eqff.nn.species import PerElementScaleShift, SpeciesIndex, sum_per_frame
 from eqff.nn.spherical import SphericalBasis
-from eqff.nn.triplets import triplet_indices
+from eqff.nn.triplets import TripletIndexCache
 
 INV_SQRT_2 = 1.0 / math.sqrt(2.0)
 """Residual sums of two terms of unit variance are scaled by this to keep unit variance."""
@@ -355,6 +357,7 @@ class GemNetT(nn.Module):
         self.elements = list(elements)
         self.cutoff = float(cutoff)
         self.species = SpeciesIndex(elements)
+        self.triplets = TripletIndexCache()
         self.embedding = nn.Embedding(len(elements), emb_size_atom)
         nn.init.uniform_(self.embedding.weight, -math.sqrt(3.0), math.sqrt(3.0))  # unit variance
         self.radial_basis = BesselBasis(cutoff, num_radial)
@@ -384,7 +387,7 @@ class GemNetT(nn.Module):
         cell_shifts: torch.Tensor | None = None
         if keys.CELL_SHIFTS in graph:
             cell_shifts = graph[keys.CELL_SHIFTS]
-        input_edges, output_edges, slot, width, reverse = triplet_indices(edge_index, num_atoms, cell_shifts)
+        input_edges, output_edges, slot, width, reverse = self.triplets(edge_index, num_atoms, cell_shifts)
 
         vectors = edge_vectors(graph)  # (E, 3)
         distances = torch.linalg.vector_norm(vectors, dim=-1)  # (E,)

@@ -16,6 +16,8 @@ different edges.
 """
 
 import torch
+from torch import nn
+
 
 def reverse_edges(edge_index: torch.Tensor, num_atoms: int, cell_shifts: torch.Tensor | None = None) -> torch.Tensor:
     """The index of the reverse of every edge.
@@ -139,3 +141,57 @@ def triplet_indices(
     input_edges, output_edges = triplets(edge_index, num_atoms, cell_shifts)
     slot, width = triplet_slots(output_edges, edge_index.shape[1])
     return input_edges, output_edges, slot, width, reverse_edges(edge_index, num_atoms, cell_shifts)
+
+
+class TripletIndexCache(nn.Module):
+    """:func:`triplet_indices`, kept for the last edge list and reused while it stays the same.
+
+    In MD the pairs within the cutoff change only when a pair crosses it, and eqff's calculators
+    pass them in the same order until then (a Verlet list filtered to the cutoff, see
+    :class:`eqff.neighbours.NeighbourListCache`). A call whose ``edge_index``, number of atoms and
+    cell shifts equal the last call's returns the last call's indices: an O(E) comparison instead
+    of the O(T) construction. Any other call rebuilds them, so the result is always that of
+    :func:`triplet_indices`.
+
+    The remembered tensors are plain attributes, copies of the inputs: not part of the state dict
+    (nothing of them is saved in a model file) and not buffers (which distributed training would
+    broadcast between processes whose batches differ).
+
+    Shapes: as :func:`triplet_indices`.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        empty = torch.zeros(0, dtype=torch.long)
+        self.edge_index = torch.zeros(2, 0, dtype=torch.long)
+        self.cell_shifts = torch.zeros(0, 3)
+        self.has_cell_shifts = False
+        self.num_atoms = -1  # no call yet
+        self.input_edges, self.output_edges, self.slot, self.reverse = empty, empty, empty, empty
+        self.width = 0
+
+    def _is_last_call(self, edge_index: torch.Tensor, num_atoms: int, cell_shifts: torch.Tensor | None) -> bool:
+        if num_atoms != self.num_atoms or not _same(edge_index, self.edge_index):
+            return False
+        if cell_shifts is None:
+            return not self.has_cell_shifts
+        return self.has_cell_shifts and _same(cell_shifts, self.cell_shifts)
+
+    def forward(
+        self, edge_index: torch.Tensor, num_atoms: int, cell_shifts: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int, torch.Tensor]:
+        if not self._is_last_call(edge_index, num_atoms, cell_shifts):
+            self.input_edges, self.output_edges, self.slot, self.width, self.reverse = triplet_indices(
+                edge_index, num_atoms, cell_shifts
+            )
+            self.edge_index = edge_index.clone()
+            self.num_atoms = num_atoms
+            self.has_cell_shifts = cell_shifts is not None
+            if cell_shifts is not None:
+                self.cell_shifts = cell_shifts.detach().clone()
+        return self.input_edges, self.output_edges, self.slot, self.width, self.reverse
+
+
+def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether two tensors have the same dtype, device, shape and values."""
+    return a.dtype == b.dtype and a.device == b.device and a.shape == b.shape and bool(torch.equal(a, b))
