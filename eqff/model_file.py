@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from eqff.errors import ModelFileError
-from eqff.models import ARCHITECTURES, build_model
+from eqff.models import ARCHITECTURES, architecture_name, build_model
 
 FORMAT = "eqff-model"
 FORMAT_VERSION = 1
@@ -60,9 +60,7 @@ def save_model(path: str | os.PathLike, model: nn.Module, metadata: dict | None 
     """
     from eqff import __version__
 
-    architecture = next((name for name, cls in ARCHITECTURES.items() if type(model) is cls), None)
-    if architecture is None:
-        raise ValueError(f"{type(model).__name__} is not a registered eqff architecture")
+    architecture = architecture_name(model)
     dtype = next(model.parameters()).dtype
     state_dict = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     content = {

@@ -21,8 +21,8 @@ from torch import nn
 from eqff.data.md17 import read_rmd17
 from eqff.data.units import EV_IN_KJ_PER_MOL, EV_PER_ANGSTROM_IN_KJ_PER_MOL_PER_NM
 from eqff.integrations.ase import EqffCalculator
-from eqff.model_file import DEFAULT_POTENTIAL, read_model_file
-from eqff.models import ARCHITECTURES, build_model
+from eqff.model_file import DEFAULT_POTENTIAL
+from eqff.models import ARCHITECTURES, architecture_name, build_model
 from eqff.nn.triplets import triplet_indices
 from eqff.systems import water_box
 
@@ -130,8 +130,7 @@ def time_row(model: str, name: str, data_root: str | None, device: str, dtype: s
     row = time_calls(atoms, calc, repeats)
     edge_index, cell_shifts = calc.potential.neighbours(atoms.positions, atoms.numbers, atoms.cell.array, atoms.pbc)
     row["pairs"] = edge_index.shape[1]
-    architecture = model if model in ARCHITECTURES else read_model_file(model)["architecture"]
-    if architecture in TRIPLET_ARCHITECTURES and device == "cpu":
+    if architecture_name(calc.potential.model) in TRIPLET_ARCHITECTURES and device == "cpu":
         row["triplet_ms"] = time_triplet_indices(edge_index, cell_shifts, len(atoms), repeats)
     return row
 

@@ -21,3 +21,11 @@ def build_model(architecture: str, hyperparameters: dict) -> nn.Module:
         return model_class(**hyperparameters)
     except TypeError as error:
         raise ValueError(f"bad hyperparameters for {architecture!r}: {error}") from None
+
+
+def architecture_name(model: nn.Module) -> str:
+    """The registered name of ``model``'s class; raise ``ValueError`` for any other class."""
+    name = next((name for name, cls in ARCHITECTURES.items() if type(model) is cls), None)
+    if name is None:
+        raise ValueError(f"{type(model).__name__} is not a registered eqff architecture")
+    return name
