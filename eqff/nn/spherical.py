@@ -104,14 +104,14 @@ class TripletAngularBasis(nn.Module):
     no arccos, so gradients are finite at θ = 0 and π.
 
     Only the m = 0 harmonic of the angle enters the basis, so this evaluates it directly rather
-    than all 2l + 1 components of every order with :class:`e3nn.o3.SphericalHarmonics` (summed
-    over m by the addition theorem): at L = 7 those cost about 1,200 autograd operations per
-    energy-and-forces call on aspirin, some 14 % of a GemNet-T call, against a few dozen here.
+    than all 2l + 1 components of every order of every edge with
+    :class:`e3nn.o3.SphericalHarmonics` (summed over m by the addition theorem), which takes many
+    more small operations per call.
 
     Args:
         num_spherical: L, number of orders l = 0 … L − 1 (at least 1).
 
-    Shapes: vectors (E, 3) Å, input_edges (T,), output_edges (T,) → (T, L).
+    Shapes: unit_vectors (E, 3) (the edges' directions), input_edges (T,), output_edges (T,) → (T, L).
     """
 
     def __init__(self, num_spherical: int) -> None:
@@ -122,9 +122,12 @@ class TripletAngularBasis(nn.Module):
         normalisers = torch.tensor([math.sqrt((2 * l + 1) / (4 * math.pi)) for l in range(num_spherical)])
         self.register_buffer("normalisers", normalisers, persistent=False)  # (L,)
 
-    def forward(self, vectors: torch.Tensor, input_edges: torch.Tensor, output_edges: torch.Tensor) -> torch.Tensor:
-        unit = vectors / torch.linalg.vector_norm(vectors, dim=-1, keepdim=True)  # (E, 3)
-        cos = -(unit.index_select(0, input_edges) * unit.index_select(0, output_edges)).sum(-1)  # (T,)
+    def forward(
+        self, unit_vectors: torch.Tensor, input_edges: torch.Tensor, output_edges: torch.Tensor
+    ) -> torch.Tensor:
+        j_to_k = unit_vectors.index_select(0, input_edges)  # (T, 3)
+        i_to_j = unit_vectors.index_select(0, output_edges)  # (T, 3)
+        cos = -(j_to_k * i_to_j).sum(-1)  # (T,): the angle at j between j → i and j → k
         legendre = [torch.ones_like(cos), cos]
         for l in range(1, self.num_spherical - 1):
             legendre.append(((2 * l + 1) * cos * legendre[l] - l * legendre[l - 1]) / (l + 1))
@@ -155,4 +158,5 @@ class SphericalBasis(nn.Module):
         self, vectors: torch.Tensor, distances: torch.Tensor, input_edges: torch.Tensor, output_edges: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         radial = self.radial(distances) * self.envelope(distances)[:, None, None]  # (E, L, N)
-        return radial, self.angular(vectors, input_edges, output_edges)  # (E, L, N), (T, L)
+        unit_vectors = vectors / distances.unsqueeze(-1)  # (E, 3)
+        return radial, self.angular(unit_vectors, input_edges, output_edges)  # (E, L, N), (T, L)
