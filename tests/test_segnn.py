@@ -26,6 +26,7 @@ from eqff.nn.steerable import (
     SteerableLayer,
     balanced_irreps,
     even_scalar_indices,
+    irrep_copy_index,
 )
 from eqff.testing import ModelTests, atoms_to_graph, evaluate
 
@@ -98,6 +99,16 @@ def test_even_scalar_indices():
     mixed = o3.Irreps([(1, o3.Irrep("1o")), (2, o3.Irrep("0e")), (1, o3.Irrep("0o")), (1, o3.Irrep("0e"))])
     assert even_scalar_indices(mixed).tolist() == [3, 4, 6]
     assert even_scalar_indices(o3.Irreps([(2, o3.Irrep("1o"))])).numel() == 0
+
+
+def test_irrep_copy_index_scales_whole_copies_equivariantly():
+    """HIDDEN is 4x0e + 2x0o + 3x1o + 1x1e + 2x2e: 12 copies of 4, 2, 9, 3 and 10 components."""
+    index = irrep_copy_index(HIDDEN)
+    assert index.tolist() == [0, 1, 2, 3, 4, 5] + [6] * 3 + [7] * 3 + [8] * 3 + [9] * 3 + [10] * 5 + [11] * 5
+    weights = torch.randn(5, HIDDEN.num_irreps).index_select(1, index)  # (5, D), invariant
+    features = HIDDEN.randn(5, -1)
+    transform = HIDDEN.D_from_matrix(-o3.rand_matrix())  # a rotation times the inversion
+    torch.testing.assert_close((features @ transform.T) * weights, (features * weights) @ transform.T)
 
 
 @pytest.mark.parametrize("layer_class", [SteerableLayer, GatedSteerableLayer])

@@ -13,12 +13,13 @@ layer, a tensor product with a geometric *attribute* (:mod:`eqff.nn.steerable`):
 
 One layer, with ρ the Bessel basis of r_ij, ‖ concatenation and φ gated steerable layers:
 
-    m_ij = u(r_ij) φ_m2(φ_m1(h_i ‖ h_j ‖ ρ(r_ij); a_ij); a_ij)
+    m_ij = u(r_ij) R(ρ(r_ij)) ⊙ φ_m2(φ_m1(h_i ‖ h_j ‖ ρ(r_ij); a_ij); a_ij)
     h_i ← h_i + ψ_u2(φ_u1(h_i ‖ Σ_j m_ij / N̄; ā_i); ā_i)
 
-(ψ_u2 has no gate, N̄ is a fixed typical number of neighbours; the concatenations are ordered
-by irrep, :class:`~eqff.nn.steerable.SortedConcatenation`, which makes the tensor products
-faster.) The embedding is a steerable layer of the one-hot element conditioned on ā_i, and the
+(R is an MLP of the radial basis giving one weight per irrep copy of m, the same for the 2l + 1
+components of a copy; ψ_u2 has no gate, N̄ is a fixed typical number of neighbours; the
+concatenations are ordered by irrep, :class:`~eqff.nn.steerable.SortedConcatenation`, which makes
+the tensor products faster.) The embedding is a steerable layer of the one-hot element conditioned on ā_i, and the
 per-atom energy an MLP of the even scalars (0e) of the last h, scaled and shifted per element.
 All geometry is computed from the positions in ``forward``, so that forces follow by autograd
 (:mod:`eqff.nn.forces`); the scalars are invariant under rotations and reflections.
@@ -29,6 +30,10 @@ Differences from the reference implementation, for a force field:
   node-attribute term is multiplied by a polynomial envelope, so that energies and forces are
   continuous as atoms cross the cutoff (and edges beyond it, from a neighbour-list skin, count
   for nothing);
+- every message is multiplied, per irrep copy, by a learnt function R of the distance, as the
+  radial filters of PaiNN and NequIP multiply theirs. In the reference the distance enters only
+  as an input beside h_i and h_j, so a message can depend on it only through the gates; in short
+  ethanol trainings SEGNN learnt markedly faster with R than without;
 - node attributes are the envelope-weighted mean above rather than a plain mean whose l = 0
   part is reset to 1 (the plain mean jumps when a neighbour enters);
 - messages are summed and divided by the constant N̄; no batch or instance normalisation,
@@ -71,7 +76,11 @@ from eqff.nn.steerable import (
     SteerableLayer,
     balanced_irreps,
     even_scalar_indices,
+    irrep_copy_index,
 )
+
+RADIAL_HIDDEN = 64
+"""Width of the hidden layer of the MLP R that weights each message by its distance."""
 
 
 class NodeAttributes(nn.Module):
@@ -103,15 +112,15 @@ class NodeAttributes(nn.Module):
 
 
 class SEGNNLayer(nn.Module):
-    """One message-passing layer: gated steerable messages, a steerable update and a residual.
+    """One message-passing layer: gated steerable messages weighted by distance, a steerable update and a residual.
 
     Args:
         irreps_hidden: irreps of h (scalars first).
         irreps_attr: irreps of the edge and node attributes.
-        num_radial: R, width of the radial basis.
+        num_radial: width of the radial basis ρ.
         average_num_neighbours: N̄, divides the sum of an atom's messages.
 
-    Shapes: h (n, D), edge_attr (E, A), node_attr (n, A), radial (E, R), envelope (E,),
+    Shapes: h (n, D), edge_attr (E, A), node_attr (n, A), radial (E, num_radial), envelope (E,),
     edge_index (2, E) → (n, D).
     """
 
@@ -121,6 +130,9 @@ class SEGNNLayer(nn.Module):
         super().__init__()
         irreps_radial = o3.Irreps([(num_radial, EVEN_SCALAR)])
         self.inverse_neighbours = 1.0 / average_num_neighbours
+        self.radial_weights = mlp([num_radial, RADIAL_HIDDEN, irreps_hidden.num_irreps])
+        nn.init.ones_(self.radial_weights[-1].bias)  # weights start about 1: messages pass as in the reference
+        self.register_buffer("copy_index", irrep_copy_index(irreps_hidden), persistent=False)  # (D,)
         self.message_input = SortedConcatenation([irreps_hidden, irreps_hidden, irreps_radial])
         self.message_1 = GatedSteerableLayer(self.message_input.irreps_out, irreps_attr, irreps_hidden)
         self.message_2 = GatedSteerableLayer(irreps_hidden, irreps_attr, irreps_hidden)
@@ -139,7 +151,8 @@ class SEGNNLayer(nn.Module):
     ) -> torch.Tensor:
         centre, neighbour = edge_index[0], edge_index[1]
         pair = self.message_input([h.index_select(0, centre), h.index_select(0, neighbour), radial])  # (E, 2D + R)
-        message = self.message_2(self.message_1(pair, edge_attr), edge_attr) * envelope.unsqueeze(-1)  # (E, D)
+        weights = self.radial_weights(radial).index_select(1, self.copy_index) * envelope.unsqueeze(-1)  # (E, D)
+        message = self.message_2(self.message_1(pair, edge_attr), edge_attr) * weights  # (E, D)
         aggregate = scatter_sum(message, centre, h.shape[0]) * self.inverse_neighbours  # (n, D)
         update = self.update_2(self.update_1(self.update_input([h, aggregate]), node_attr), node_attr)  # (n, D)
         return h + update

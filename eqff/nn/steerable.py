@@ -72,6 +72,15 @@ def even_scalar_indices(irreps: o3.Irreps) -> torch.Tensor:
     return torch.cat(indices) if indices else torch.zeros(0, dtype=torch.long)
 
 
+def irrep_copy_index(irreps: o3.Irreps) -> torch.Tensor:
+    """(D,) int64: for each component of a feature of ``irreps``, the irrep copy it belongs to
+    (0 … ``irreps.num_irreps`` − 1, in order). Indexing a (N, irreps.num_irreps) tensor of
+    invariant weights with it gives one weight per component, the same for the 2l + 1 components
+    of a copy: multiplying a feature by that is equivariant."""
+    copies = torch.arange(irreps.num_irreps)
+    return copies.repeat_interleave(torch.tensor([ir.dim for mul, ir in irreps for _ in range(mul)], dtype=torch.long))
+
+
 class SortedConcatenation(nn.Module):
     """Concatenates steerable features and orders the components by irrep (0e, 0o, 1o, 1e, …).
 
