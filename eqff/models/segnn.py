@@ -19,8 +19,9 @@ One layer, with ρ the Bessel basis of r_ij, ‖ concatenation and φ gated stee
 (R is an MLP of the radial basis giving one weight per irrep copy of m, the same for the 2l + 1
 components of a copy; ψ_u2 has no gate, N̄ is a fixed typical number of neighbours; the
 concatenations are ordered by irrep, :class:`~eqff.nn.steerable.SortedConcatenation`, which makes
-the tensor products faster.) The embedding is a steerable layer of the one-hot element conditioned on ā_i, and the
-per-atom energy an MLP of the even scalars (0e) of the last h, scaled and shifted per element.
+the tensor products faster.) The embedding is a steerable layer of the one-hot element
+conditioned on ā_i, and the per-atom energy an MLP of the even scalars (0e) of the last h, scaled
+and shifted per element.
 All geometry is computed from the positions in ``forward``, so that forces follow by autograd
 (:mod:`eqff.nn.forces`); the scalars are invariant under rotations and reflections.
 
@@ -112,7 +113,8 @@ class NodeAttributes(nn.Module):
 
 
 class SEGNNLayer(nn.Module):
-    """One message-passing layer: gated steerable messages weighted by distance, a steerable update and a residual.
+    """One message-passing layer: gated steerable messages weighted by distance, a steerable
+    update and a residual.
 
     Args:
         irreps_hidden: irreps of h (scalars first).

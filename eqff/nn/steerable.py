@@ -77,8 +77,8 @@ def irrep_copy_index(irreps: o3.Irreps) -> torch.Tensor:
     (0 … ``irreps.num_irreps`` − 1, in order). Indexing a (N, irreps.num_irreps) tensor of
     invariant weights with it gives one weight per component, the same for the 2l + 1 components
     of a copy: multiplying a feature by that is equivariant."""
-    copies = torch.arange(irreps.num_irreps)
-    return copies.repeat_interleave(torch.tensor([ir.dim for mul, ir in irreps for _ in range(mul)], dtype=torch.long))
+    copy_dims = torch.tensor([ir.dim for mul, ir in irreps for _ in range(mul)], dtype=torch.long)  # (num_irreps,)
+    return torch.arange(irreps.num_irreps).repeat_interleave(copy_dims)
 
 
 class SortedConcatenation(nn.Module):
