@@ -34,7 +34,8 @@ WATER_BOXES = {"water-192": 64, "water-1029": 343, "water-10125": 3375}
 REFERENCE_HYPERPARAMETERS = {"painn": dict(cutoff=5.0, num_features=128, num_interactions=3, num_radial=20)}
 """Hyperparameters of the random-weight models timed (besides each model's defaults): PaiNN at
 SchNetPack's default size, the size the speed targets refer to; the other architectures at their
-own (published) defaults."""
+own defaults, the sizes of their training configs in ``training/`` (GemNet-T's is smaller than
+the published one, see :class:`eqff.models.gemnet.GemNetT`)."""
 
 TRIPLET_ARCHITECTURES = {"gemnet-t"}
 """Architectures that build triplet indices in ``forward``: their rows also time that step alone

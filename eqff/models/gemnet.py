@@ -5,8 +5,8 @@ Each interaction block updates the edge embeddings by a *triplet interaction*: t
 edge j → i gathers those of the edges k → j, weighted by a radial embedding of the length of
 k → j and a spherical basis of the angle ∠ijk and the length of j → i (:mod:`eqff.nn.spherical`),
 through GemNet's efficient bilinear layer:
-down-projection of the input messages, contraction with the angular and then the radial part of
-the basis, and a bilinear map to the output width, before an up-projection. Atom embeddings are
+down-projection of the input messages, contraction with the basis, and a bilinear map to the
+output width, before an up-projection. Atom embeddings are
 updated from the sums of their edge embeddings, and edge embeddings from their two atoms. An
 output block after the embedding and after every interaction block reads per-atom energies out
 of the edge embeddings; their sum, scaled and shifted per element, is the atomic energy.
@@ -24,7 +24,12 @@ Faithful to the reference implementation except:
 - the gradients of the layers shared by all blocks are not divided by the number of blocks:
   Adam's steps do not depend on a constant gradient scale (only gradient clipping would see it);
 - GemNet's scale factors (below) are fitted on the training data of each run, not read from a
-  file fitted once on the COLL data set.
+  file fitted once on the COLL data set;
+- two reorderings of linear maps that give the same functions with less arithmetic: the basis'
+  radial and angular parts are multiplied once per call rather than in every block
+  (:class:`TripletInteraction`), and the dense layer on the concatenation [h_i, h_j, x] of an
+  edge applies its atom parts to the n atoms before they are gathered to the E edges
+  (:class:`EdgeEmbedding`).
 
 Scale factors. GemNet multiplies the output of each sum over edges or triplets, and of each
 product with a radial embedding, by a factor chosen so that its variance at initialisation equals
@@ -84,15 +89,20 @@ class ScaledSiLU(nn.Module):
         return nn.functional.silu(x) * self.scale
 
 
-def dense(width_in: int, width_out: int, activation: bool = True) -> nn.Module:
+def dense(width_in: int, width_out: int, activation: bool = True, layers: int = 1) -> nn.Module:
     """GemNet's dense layer: linear without bias (He-orthogonal weights), then ScaledSiLU if
     ``activation``. Without biases a zero input gives a zero output, which keeps every
     contribution of an edge proportional to its vanishing envelope at the cutoff.
 
-    Shapes: (..., width_in) → (..., width_out).
+    ``layers`` > 1 fuses that many layers of the same input into one matrix product: the
+    output is their outputs side by side (split it with ``chunk(layers, -1)``), and each has
+    its own block of ``width_out`` rows of the weight, initialised as a layer of its own.
+
+    Shapes: (..., width_in) → (..., layers · width_out).
     """
-    linear = nn.Linear(width_in, width_out, bias=False)
-    he_orthogonal_(linear.weight)
+    linear = nn.Linear(width_in, layers * width_out, bias=False)
+    for block in linear.weight.data.split(width_out):
+        he_orthogonal_(block)
     return nn.Sequential(linear, ScaledSiLU()) if activation else linear
 
 
@@ -142,38 +152,53 @@ class FittedScale(nn.Module):
 
 
 class EdgeEmbedding(nn.Module):
-    """Edge features from the embeddings of both atoms and an edge input.
+    """Edge features from the embeddings of both atoms and an edge input: GemNet's dense layer on
+    the concatenation [h_i, h_j, x_ij].
+
+    The linear map of the concatenation is the sum of those of its three parts, so the parts of
+    h_i and h_j are applied to the n atoms and then gathered to the E edges, which takes E / n
+    times fewer multiplications than gathering first (E / n is the mean number of neighbours).
 
     Shapes: h (n, F_atom), x (E, F_in), edge_index (2, E) → (E, F_edge).
     """
 
     def __init__(self, atom_width: int, input_width: int, edge_width: int) -> None:
         super().__init__()
-        self.dense = dense(2 * atom_width + input_width, edge_width)
+        self.atom_width = atom_width
+        self.linear = dense(2 * atom_width + input_width, edge_width, activation=False)  # columns: [h_i, h_j, x]
+        self.activation = ScaledSiLU()
 
     def forward(self, h: torch.Tensor, x: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
-        both_atoms = [h.index_select(0, edge_index[0]), h.index_select(0, edge_index[1]), x]
-        return self.dense(torch.cat(both_atoms, dim=-1))  # (E, F_edge)
+        weight, width = self.linear.weight, self.atom_width
+        centre_part = nn.functional.linear(h, weight[:, :width])  # (n, F_edge)
+        neighbour_part = nn.functional.linear(h, weight[:, width : 2 * width])  # (n, F_edge)
+        edge_part = nn.functional.linear(x, weight[:, 2 * width :])  # (E, F_edge)
+        combined = centre_part.index_select(0, edge_index[0]) + neighbour_part.index_select(0, edge_index[1])
+        return self.activation(combined + edge_part)  # (E, F_edge)
 
 
 class TripletInteraction(nn.Module):
     """GemNet's triplet interaction with the efficient bilinear layer.
 
-    For the output edge e = j → i and its triplets' input edges f = k → j, with x_f the input
-    messages after a dense layer, a product with their radial embedding and a down-projection:
+    For the output edge e = j → i and its triplets' input edges f = k → j, with x_f the edge
+    messages after a dense layer (applied by :class:`InteractionBlock`, fused with its skip
+    layer), a product with their radial embedding and a down-projection:
 
-        y_e = W · vec_{c, g}( Σ_l R_e[c, l] Σ_f A_ef[l] x_f[g] ),
+        y_e = W · vec_{c, g}( Σ_f B_ef[c] x_f[g] ),    B_ef[c] = Σ_l R_e[c, l] A_ef[l],
 
     R (E, C, L) the shared projection of the radial part of the spherical basis, A the angular
     part and W the bilinear weights (C·F_trip → F_bil). As in GemNet, the triplets of each output
     edge are laid out in a zero-padded (E, K, ·) block (K the most triplets of one edge), so that
-    both sums are batched matrix products. GemNet's symmetric messages: the edge e receives
-    up_own(y_e) + up_reverse(y_reverse(e)), so that every edge also sees the triplets of its
-    reverse edge, with separate weights.
+    the sum over f is a batched matrix product. The basis B is the same in every block, so
+    :class:`GemNetT` contracts R with A once per call; GemNet's reference contracts both with the
+    messages in every block, which gives the same sums with one more product per block.
+    GemNet's symmetric messages: the edge e receives up_own(y_e) + up_reverse(y_reverse(e)), so
+    that every edge also sees the triplets of its reverse edge, with separate weights (the two
+    up-projections are one fused :func:`dense`).
 
-    Shapes: m (E, F_edge), rbf (E, F_rbf), cbf_radial (E, C, L), angular (E, L, K) padded,
-    input_edges (T,), output_edges (T,), slot (T,) (see :func:`eqff.nn.triplets.triplet_slots`),
-    reverse (E,) → (E, F_edge).
+    Shapes: x (E, F_edge), rbf (E, F_rbf), basis (E, C, K) padded, input_edges (T,),
+    output_edges (T,), slot (T,) (see :func:`eqff.nn.triplets.triplet_slots`), reverse (E,) →
+    (E, F_edge).
     """
 
     def __init__(
@@ -181,36 +206,32 @@ class TripletInteraction(nn.Module):
     ) -> None:
         super().__init__()
         self.inv_sqrt_2 = INV_SQRT_2
-        self.dense_input = dense(edge_width, edge_width)
         self.rbf_projection = dense(rbf_width, edge_width, activation=False)
         self.scale_rbf = FittedScale()
         self.down_projection = dense(edge_width, triplet_width)
         self.bilinear = dense(cbf_width * triplet_width, bilinear_width, activation=False)
         self.scale_sum = FittedScale()
-        self.up_own = dense(bilinear_width, edge_width)
-        self.up_reverse = dense(bilinear_width, edge_width)
+        self.up_own_and_reverse = dense(bilinear_width, edge_width, layers=2)
 
     def forward(
         self,
-        m: torch.Tensor,
+        x: torch.Tensor,
         rbf: torch.Tensor,
-        cbf_radial: torch.Tensor,
-        angular: torch.Tensor,
+        basis: torch.Tensor,
         input_edges: torch.Tensor,
         output_edges: torch.Tensor,
         slot: torch.Tensor,
         reverse: torch.Tensor,
     ) -> torch.Tensor:
-        x = self.dense_input(m)  # (E, F_edge)
         x = self.scale_rbf(x * self.rbf_projection(rbf), x)  # (E, F_edge)
         x_in = self.down_projection(x).index_select(0, input_edges)  # (T, F_trip)
-        padded = x_in.new_zeros(m.shape[0], angular.shape[2], x_in.shape[1])  # (E, K, F_trip)
+        padded = x_in.new_zeros(x.shape[0], basis.shape[2], x_in.shape[1])  # (E, K, F_trip)
         padded.index_put_((output_edges, slot), x_in)  # input messages of each output edge, in place: no copy
-        angular_sum = torch.bmm(angular, padded)  # (E, L, F_trip)
-        radial_sum = torch.bmm(cbf_radial, angular_sum)  # (E, C, F_trip)
-        y = self.bilinear(radial_sum.flatten(1))  # (E, F_bil)
+        basis_sum = torch.bmm(basis, padded)  # (E, C, F_trip)
+        y = self.bilinear(basis_sum.flatten(1))  # (E, F_bil)
         y = self.scale_sum(y, x_in)
-        return (self.up_own(y) + self.up_reverse(y).index_select(0, reverse)) * self.inv_sqrt_2  # (E, F_edge)
+        own, of_reverse = self.up_own_and_reverse(y).chunk(2, dim=-1)  # (E, F_edge) each
+        return (own + of_reverse.index_select(0, reverse)) * self.inv_sqrt_2  # (E, F_edge)
 
 
 class AtomUpdate(nn.Module):
@@ -250,8 +271,8 @@ class InteractionBlock(nn.Module):
     """GemNet-T's interaction block: triplet interaction, edge residual layers, atom update and
     the edge update from both atoms, each residual sum scaled by 1/sqrt(2).
 
-    Shapes: h (n, F_atom), m (E, F_edge), rbf_triplet (E, F_rbf), cbf_radial (E, C, L),
-    angular (E, L, K), input_edges (T,), output_edges (T,), slot (T,), reverse (E,),
+    Shapes: h (n, F_atom), m (E, F_edge), rbf_triplet (E, F_rbf), basis (E, C, K),
+    input_edges (T,), output_edges (T,), slot (T,), reverse (E,),
     rbf_atom (E, F_rbf), edge_index (2, E) → h (n, F_atom), m (E, F_edge).
     """
 
@@ -270,7 +291,7 @@ class InteractionBlock(nn.Module):
     ) -> None:
         super().__init__()
         self.inv_sqrt_2 = INV_SQRT_2
-        self.dense_skip = dense(edge_width, edge_width)
+        self.skip_and_triplet_input = dense(edge_width, edge_width, layers=2)  # GemNet's dense_ca and dense_ba
         self.triplet = TripletInteraction(edge_width, triplet_width, bilinear_width, rbf_width, cbf_width)
         self.before_skip = residual_stack(edge_width, num_before_skip)
         self.after_skip = residual_stack(edge_width, num_after_skip)
@@ -283,8 +304,7 @@ class InteractionBlock(nn.Module):
         h: torch.Tensor,
         m: torch.Tensor,
         rbf_triplet: torch.Tensor,
-        cbf_radial: torch.Tensor,
-        angular: torch.Tensor,
+        basis: torch.Tensor,
         input_edges: torch.Tensor,
         output_edges: torch.Tensor,
         slot: torch.Tensor,
@@ -292,8 +312,9 @@ class InteractionBlock(nn.Module):
         rbf_atom: torch.Tensor,
         edge_index: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        x3 = self.triplet(m, rbf_triplet, cbf_radial, angular, input_edges, output_edges, slot, reverse)  # (E, F_edge)
-        x = self.before_skip((self.dense_skip(m) + x3) * self.inv_sqrt_2)  # (E, F_edge)
+        skip, triplet_input = self.skip_and_triplet_input(m).chunk(2, dim=-1)  # (E, F_edge) each
+        x3 = self.triplet(triplet_input, rbf_triplet, basis, input_edges, output_edges, slot, reverse)  # (E, F_edge)
+        x = self.before_skip((skip + x3) * self.inv_sqrt_2)  # (E, F_edge)
         m = self.after_skip((m + x) * self.inv_sqrt_2)  # (E, F_edge)
         h = (h + self.atom_update(m, rbf_atom, edge_index[0], h.shape[0])) * self.inv_sqrt_2  # (n, F_atom)
         m = (m + self.after_concat(self.concat(h, m, edge_index))) * self.inv_sqrt_2  # (E, F_edge)
@@ -303,8 +324,11 @@ class InteractionBlock(nn.Module):
 class GemNetT(nn.Module):
     """GemNet-T energy model (triplets only; forces by autograd through :mod:`eqff.nn.forces`).
 
-    The defaults are GemNet-T's published hyperparameters (the reference implementation's MD17
-    and COLL settings).
+    The defaults are eqff's GemNet-T size, that of its shipped potentials: GemNet-T's published
+    hyperparameters (the reference implementation's MD17 and COLL settings) except 3 blocks
+    rather than 4 and half the widths: 64 for atoms and edges (published 128), 32 for the
+    triplet and bilinear widths (published 64). On a CPU the published size costs 6–7 PaiNN
+    calls on aspirin, this one about 4 (``eqff bench``; training/README.md, "GemNet-T's size").
 
     Args:
         elements: atomic numbers the model knows (its embedding rows, in this order).
@@ -335,13 +359,13 @@ class GemNetT(nn.Module):
         self,
         elements: list[int],
         cutoff: float = 5.0,
-        num_blocks: int = 4,
-        emb_size_atom: int = 128,
-        emb_size_edge: int = 128,
-        emb_size_trip: int = 64,
+        num_blocks: int = 3,
+        emb_size_atom: int = 64,
+        emb_size_edge: int = 64,
+        emb_size_trip: int = 32,
         emb_size_rbf: int = 16,
         emb_size_cbf: int = 16,
-        emb_size_bil_trip: int = 64,
+        emb_size_bil_trip: int = 32,
         num_before_skip: int = 1,
         num_after_skip: int = 1,
         num_concat: int = 1,
@@ -396,6 +420,7 @@ class GemNetT(nn.Module):
         padded = angular.new_zeros(centre.shape[0], width, angular.shape[1])  # (E, K, L)
         angular = padded.index_put_((output_edges, slot), angular).transpose(1, 2)  # (E, L, K)
         cbf_radial = torch.einsum("eln,lnc->ecl", radial, self.cbf_projection)  # (E, C, L)
+        basis = torch.bmm(cbf_radial, angular)  # (E, C, K): the triplet basis of every block
         rbf_triplet = self.rbf_triplet(rbf)  # (E, F_rbf)
         rbf_atom = self.rbf_atom(rbf)  # (E, F_rbf)
         rbf_output = self.rbf_output(rbf)  # (E, F_rbf)
@@ -405,7 +430,7 @@ class GemNetT(nn.Module):
         outputs = self.initial_output(m, rbf_output, centre, num_atoms)  # (n,)
         for interaction, output in zip(self.interactions, self.outputs):
             h, m = interaction(
-                h, m, rbf_triplet, cbf_radial, angular, input_edges, output_edges, slot, reverse, rbf_atom, edge_index
+                h, m, rbf_triplet, basis, input_edges, output_edges, slot, reverse, rbf_atom, edge_index
             )
             outputs = outputs + output(m, rbf_output, centre, num_atoms)  # (n,)
 
