@@ -4,12 +4,12 @@ Every directed edge carries an embedding m (E, F_edge) besides the atom embeddin
 Each interaction block updates the edge embeddings by a *triplet interaction*: the message of
 edge j → i gathers those of the edges k → j, weighted by a radial embedding of the length of
 k → j and a spherical basis of the angle ∠ijk and the length of j → i (:mod:`eqff.nn.spherical`),
-through GemNet's efficient bilinear layer:
-down-projection of the input messages, contraction with the basis, and a bilinear map to the
-output width, before an up-projection. Atom embeddings are
-updated from the sums of their edge embeddings, and edge embeddings from their two atoms. An
-output block after the embedding and after every interaction block reads per-atom energies out
-of the edge embeddings; their sum, scaled and shifted per element, is the atomic energy.
+through GemNet's efficient bilinear layer: down-projection of the input messages, contraction
+with the basis, and a bilinear map to the output width, before an up-projection. Atom
+embeddings are updated from the sums of their edge embeddings, and edge embeddings from their
+two atoms. An output block after the embedding and after every interaction block reads per-atom
+energies out of the edge embeddings; their sum, scaled and shifted per element, is the atomic
+energy.
 
 Conventions: eqff's edge e = (i, j) (centre i, neighbour j) is GemNet's edge j → i (source j,
 target i); sums over edges go to the centre (target) atom. The triplets are built in ``forward``
