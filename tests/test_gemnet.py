@@ -18,7 +18,7 @@ from scipy.special import eval_legendre, spherical_jn
 from eqff.data import keys
 from eqff.data.graph import collate
 from eqff.models import ARCHITECTURES, GemNetT, build_model
-from eqff.models.gemnet import FittedScale
+from eqff.models.gemnet import EdgeEmbedding, FittedScale, ScaledSiLU
 from eqff.nn.geometry import edge_vectors
 from eqff.nn.spherical import SphericalBesselBasis, TripletAngularBasis, spherical_bessel, spherical_bessel_roots
 from eqff.nn.triplets import TripletIndexCache, reverse_edges, triplet_indices, triplet_slots, triplets
@@ -308,6 +308,17 @@ def test_fit_scales_is_reproducible_and_refuses_a_batch_without_triplets(gemnet_
     diatomic = atoms_to_graph(Atoms("CO", positions=[[0, 0, 0], [1.1, 0, 0]]), CUTOFF, torch.float32)
     with pytest.raises(ValueError, match="scale factors"):
         gemnet_model.fit_scales(diatomic)
+
+
+def test_edge_embedding_is_the_dense_layer_on_the_concatenation():
+    """Applying the atom parts of the weight to atoms before gathering them to edges is exact."""
+    torch.manual_seed(0)
+    embedding = EdgeEmbedding(atom_width=5, input_width=3, edge_width=7).double()
+    h, x = torch.randn(4, 5, dtype=torch.float64), torch.randn(6, 3, dtype=torch.float64)
+    edge_index = torch.tensor([[0, 1, 1, 2, 3, 3], [1, 0, 2, 1, 0, 2]])
+    concatenation = torch.cat([h[edge_index[0]], h[edge_index[1]], x], dim=-1)  # (E, 2·5 + 3)
+    expected = ScaledSiLU()(concatenation @ embedding.linear.weight.T)
+    torch.testing.assert_close(embedding(h, x, edge_index), expected)
 
 
 def test_torchscript_matches_eager(gemnet_model, periodic_atoms):
