@@ -327,8 +327,9 @@ class GemNetT(nn.Module):
     The defaults are eqff's GemNet-T size, that of its shipped potentials: GemNet-T's published
     hyperparameters (the reference implementation's MD17 and COLL settings) except 3 blocks
     rather than 4 and half the widths: 64 for atoms and edges (published 128), 32 for the
-    triplet and bilinear widths (published 64). On a CPU the published size costs 6–7 PaiNN
-    calls on aspirin, this one about 4 (``eqff bench``; training/README.md, "GemNet-T's size").
+    triplet and bilinear widths (published 64). On a 2-core CPU the published size cost 5–7
+    PaiNN calls on aspirin, this one about 3 (``eqff bench``; training/README.md, "GemNet-T's
+    size").
 
     Args:
         elements: atomic numbers the model knows (its embedding rows, in this order).
