@@ -30,7 +30,7 @@ from eqff.train.config import ConfigError, load_config, parse_config
 from eqff.train.dataset import frame_to_graph
 from eqff.train.lightning import LitPotential
 from eqff.train.metrics import evaluate
-from eqff.train.run import train
+from eqff.train.run import build_initial_model, split_frames, train
 from eqff.train.splits import random_split, read_split
 from eqff.train.stats import energy_statistics
 
@@ -184,6 +184,37 @@ def test_new_run_refuses_an_existing_folder_and_resume_needs_one(tiny_run, tmp_p
         train(config, progress_bar=False)
     with pytest.raises(FileNotFoundError, match="cannot resume"):
         train(parse_config(tiny_config(tmp_path, name="never-ran")), resume=True, progress_bar=False)
+
+
+def test_initial_weights_start_a_run_from_a_model_file(tiny_run, tmp_path):
+    _, result = tiny_run
+    content = tiny_config(tmp_path, name="continued")
+    content["model"]["initial_weights"] = str(result.model_path)
+    config = parse_config(content)
+    train_frames, _, _ = split_frames(config, None)
+    started = build_initial_model(config, train_frames).state_dict()
+    stored = read_model_file(result.model_path)["state_dict"]
+    assert started.keys() == stored.keys()
+    assert all(torch.equal(started[name], stored[name]) for name in stored)  # energy offsets and scale included
+
+    content["model"]["hyperparameters"]["num_features"] = 32
+    with pytest.raises(ConfigError, match=r"num_features: 16 in the file, 32 in the config"):
+        build_initial_model(parse_config(content), train_frames)
+
+
+def test_warmup_scales_the_first_steps(tiny_run, tmp_path):
+    """From the same weights, one epoch (4 steps) moves them about warmup_steps times less with warm-up."""
+    _, result = tiny_run
+    start = read_model_file(result.model_path)["state_dict"]
+
+    def weight_change(warmup_steps: int) -> float:
+        content = tiny_config(tmp_path, name=f"warmup-{warmup_steps}", max_epochs=1, ema_decay=None)
+        content["model"]["initial_weights"] = str(result.model_path)
+        content["schedule"]["warmup_steps"] = warmup_steps
+        trained = read_model_file(train(parse_config(content), progress_bar=False).model_path)["state_dict"]
+        return max(float((trained[name] - start[name]).abs().max()) for name in start)
+
+    assert 0 < weight_change(1000) < 0.01 * weight_change(0)
 
 
 @needs_rmd17

@@ -97,11 +97,22 @@ class DataConfig(_Section):
 
 
 class ModelConfig(_Section):
-    """Architecture and constructor arguments; ``elements`` default to those of the training frames."""
+    """The model to train.
+
+    Attributes:
+        architecture, hyperparameters: the architecture's name and constructor arguments.
+        elements: atomic numbers the model knows; default: those of the training frames.
+        initial_weights: a model file (path, or the name of a shipped potential) whose weights,
+            buffers included (energy offsets and scale, fitted scale factors), start the run
+            instead of a fresh initialisation: to go on training a finished run with a new
+            schedule, or to fine-tune a potential. Its architecture, hyperparameters and elements
+            must be those of this section.
+    """
 
     architecture: str = "painn"
     hyperparameters: dict[str, Any] = Field(default_factory=dict)
     elements: list[int] | None = None
+    initial_weights: str | None = None
 
     @model_validator(mode="after")
     def _known_architecture_and_arguments(self) -> "ModelConfig":
@@ -139,12 +150,18 @@ class OptimiserConfig(_Section):
 
 class ScheduleConfig(_Section):
     """``plateau``: multiply lr by ``factor`` after ``patience`` epochs without a better validation
-    force MAE; ``cosine``: cosine decay to ``min_lr`` over ``training.max_epochs``; ``none``."""
+    force MAE; ``cosine``: cosine decay to ``min_lr`` over ``training.max_epochs``; ``none``.
+
+    ``warmup_steps``: over the first N optimiser steps the scheduled lr is scaled by
+    (step + 1) / N, so that a fresh optimiser state (Adam's moment estimates) builds up before
+    full-size steps; needed when a run starts from trained weights (``model.initial_weights``).
+    """
 
     name: Literal["plateau", "cosine", "none"] = "plateau"
     factor: float = Field(0.8, gt=0, lt=1)
     patience: int = Field(25, ge=0)
     min_lr: float = Field(1e-6, ge=0)
+    warmup_steps: int = Field(0, ge=0)
 
 
 class TrainingConfig(_Section):

@@ -9,11 +9,13 @@ checkpoint by this module: Lightning would step it after the epoch's checkpoint 
 does not replay that step on resume, so a resumed run would lag one step behind.
 """
 
+from collections.abc import Callable
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import EMAWeightAveraging
+from lightning.pytorch.core.optimizer import LightningOptimizer
 from lightning.pytorch.trainer.states import TrainerFn
 from torch import nn
 
@@ -93,6 +95,29 @@ class LitPotential(pl.LightningModule):
         self.log("val/forces_rmse", self.val_forces.rmse / MEV, **log)
         if self.trainer.state.fn == TrainerFn.FITTING and not self.trainer.sanity_checking:
             self._step_scheduler(self.val_forces.mae / MEV)
+
+    def optimizer_step(
+        self,
+        epoch: int,
+        batch_idx: int,
+        optimizer: torch.optim.Optimizer | LightningOptimizer,
+        optimizer_closure: Callable[[], Any] | None = None,
+    ) -> None:
+        """One optimiser step at the scheduled lr times the warm-up factor (see :meth:`warmup_factor`).
+
+        The factor is applied to this step only, so the schedule itself never sees it.
+        """
+        factor = self.warmup_factor(self.trainer.global_step)
+        scheduled = [group["lr"] for group in optimizer.param_groups]
+        for group, lr in zip(optimizer.param_groups, scheduled):
+            group["lr"] = lr * factor
+        optimizer.step(closure=optimizer_closure)
+        for group, lr in zip(optimizer.param_groups, scheduled):
+            group["lr"] = lr
+
+    def warmup_factor(self, step: int) -> float:
+        """(step + 1) / warmup_steps for the first ``schedule.warmup_steps`` steps (counted from 0), then 1."""
+        return min(1.0, (step + 1) / self.schedule.warmup_steps) if self.schedule.warmup_steps else 1.0
 
     def _step_scheduler(self, monitored: float) -> None:
         if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):

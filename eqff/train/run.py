@@ -31,8 +31,8 @@ from torch import nn
 
 from eqff.data.frames import Frame
 from eqff.data.graph import collate
-from eqff.model_file import MODEL_FILE_SUFFIX, save_model
-from eqff.models import build_model
+from eqff.model_file import MODEL_FILE_SUFFIX, load_model, save_model
+from eqff.models import architecture_name, build_model
 from eqff.potential import DTYPES
 from eqff.train.checkpoint import BEST_CHECKPOINT, LAST_CHECKPOINT, AtomicCheckpointIO, FinalCheckpoint
 from eqff.train.config import ConfigError, RunConfig, parse_config
@@ -119,19 +119,41 @@ def split_frames(config: RunConfig, root: str | None) -> tuple[list[Frame], list
 
 
 def build_initial_model(config: RunConfig, train: list[Frame]) -> nn.Module:
-    """A fresh model in the config's dtype with energy offsets and scale fitted to ``train``.
+    """The model a run starts from, in the config's dtype.
 
-    A model with a ``fit_scales(graph)`` method (GemNet-T) also fits its internal scale factors
-    on a batch of the first :data:`SCALE_FIT_FRAMES` training frames.
+    With ``model.initial_weights``, the model of that file (see :func:`load_initial_weights`).
+    Otherwise a fresh model with energy offsets and scale fitted to ``train``; a model with a
+    ``fit_scales(graph)`` method (GemNet-T) also fits its internal scale factors on a batch of
+    the first :data:`SCALE_FIT_FRAMES` training frames.
     """
     elements = config.model.elements or sorted({int(z) for frame in train for z in frame.atomic_numbers})
     model = build_model(config.model.architecture, {**config.model.hyperparameters, "elements": elements})
     dtype = DTYPES[config.dtype]
     model = model.to(dtype)
+    if config.model.initial_weights is not None:
+        return load_initial_weights(config.model.initial_weights, model)
     offsets, scale = energy_statistics(train, elements)
     model.scale_shift.set_statistics(offsets, scale)
     if hasattr(model, "fit_scales"):
         model.fit_scales(collate([frame_to_graph(frame, model.cutoff, dtype) for frame in train[:SCALE_FIT_FRAMES]]))
+    return model
+
+
+def load_initial_weights(path: str, model: nn.Module) -> nn.Module:
+    """Copy the weights and buffers of the model file ``path`` into ``model`` (of the config).
+
+    Raises:
+        ConfigError: the file's architecture or hyperparameters (elements included) differ from
+            ``model``'s; the message names the differing keys.
+    """
+    stored, content = load_model(path, dtype=next(model.parameters()).dtype)
+    expected = {"architecture": architecture_name(model), **model.hyperparameters}
+    found = {"architecture": content["architecture"], **content["hyperparameters"]}
+    differing = sorted(key for key in expected.keys() | found.keys() if expected.get(key) != found.get(key))
+    if differing:
+        details = ", ".join(f"{key}: {found.get(key)!r} in the file, {expected.get(key)!r} in the config" for key in differing)
+        raise ConfigError(f"model.initial_weights {path}: the model file does not match the config's model ({details})")
+    model.load_state_dict(stored.state_dict())
     return model
 
 
