@@ -203,7 +203,7 @@ def test_initial_weights_start_a_run_from_a_model_file(tiny_run, tmp_path):
 
 
 def test_warmup_scales_the_first_steps(tiny_run, tmp_path):
-    """From the same weights, one epoch (4 steps) moves them about warmup_steps times less with warm-up."""
+    """From the same weights, one epoch (4 steps at lr × (step + 1) / 1000) moves them far less with warm-up."""
     _, result = tiny_run
     start = read_model_file(result.model_path)["state_dict"]
 

@@ -31,7 +31,7 @@ from torch import nn
 
 from eqff.data.frames import Frame
 from eqff.data.graph import collate
-from eqff.model_file import MODEL_FILE_SUFFIX, load_model, save_model
+from eqff.model_file import MODEL_FILE_SUFFIX, read_model_file, save_model
 from eqff.models import architecture_name, build_model
 from eqff.potential import DTYPES
 from eqff.train.checkpoint import BEST_CHECKPOINT, LAST_CHECKPOINT, AtomicCheckpointIO, FinalCheckpoint
@@ -146,14 +146,14 @@ def load_initial_weights(path: str, model: nn.Module) -> nn.Module:
         ConfigError: the file's architecture or hyperparameters (elements included) differ from
             ``model``'s; the message names the differing keys.
     """
-    stored, content = load_model(path, dtype=next(model.parameters()).dtype)
+    content = read_model_file(path)
     expected = {"architecture": architecture_name(model), **model.hyperparameters}
     found = {"architecture": content["architecture"], **content["hyperparameters"]}
     differing = sorted(key for key in expected.keys() | found.keys() if expected.get(key) != found.get(key))
     if differing:
         details = ", ".join(f"{key}: {found.get(key)!r} in the file, {expected.get(key)!r} in the config" for key in differing)
         raise ConfigError(f"model.initial_weights {path}: the model file does not match the config's model ({details})")
-    model.load_state_dict(stored.state_dict())
+    model.load_state_dict(content["state_dict"])  # copied into the model's dtype
     return model
 
 
