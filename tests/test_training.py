@@ -21,7 +21,7 @@ from eqff.cli import main
 from eqff.data import keys
 from eqff.data.frames import Frame
 from eqff.data.units import KCAL_PER_MOL
-from eqff.errors import UnknownElementError
+from eqff.errors import ModelFileError, UnknownElementError
 from eqff.model_file import read_model_file, save_model
 from eqff.models import PaiNN
 from eqff.nn.forces import energy_forces_stress
@@ -200,6 +200,21 @@ def test_initial_weights_start_a_run_from_a_model_file(tiny_run, tmp_path):
     content["model"]["hyperparameters"]["num_features"] = 32
     with pytest.raises(ConfigError, match=r"num_features: 16 in the file, 32 in the config"):
         build_initial_model(parse_config(content), train_frames)
+
+
+def test_resuming_a_run_does_not_need_its_initial_weights_file(tiny_run, tmp_path):
+    """The checkpoint holds the weights, so a run folder resumes after the file it started from is gone."""
+    _, result = tiny_run
+    start_file = tmp_path / "start.eqff"
+    start_file.write_bytes(result.model_path.read_bytes())
+    content = tiny_config(tmp_path, name="from-file", max_epochs=1)
+    content["model"]["initial_weights"] = str(start_file)
+    train(parse_config(content), progress_bar=False)
+    start_file.unlink()
+    content["training"]["max_epochs"] = 2
+    assert train(parse_config(content), resume=True, progress_bar=False).epochs == 2
+    with pytest.raises(ModelFileError, match="start.eqff"):  # a new run still needs it
+        train(parse_config({**content, "name": "new-from-file"}), progress_bar=False)
 
 
 def test_warmup_scales_the_first_steps(tiny_run, tmp_path):

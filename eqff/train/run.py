@@ -118,19 +118,20 @@ def split_frames(config: RunConfig, root: str | None) -> tuple[list[Frame], list
     return train, validation, record
 
 
-def build_initial_model(config: RunConfig, train: list[Frame]) -> nn.Module:
+def build_initial_model(config: RunConfig, train: list[Frame], resume: bool = False) -> nn.Module:
     """The model a run starts from, in the config's dtype.
 
-    With ``model.initial_weights``, the model of that file (see :func:`load_initial_weights`).
-    Otherwise a fresh model with energy offsets and scale fitted to ``train``; a model with a
-    ``fit_scales(graph)`` method (GemNet-T) also fits its internal scale factors on a batch of
-    the first :data:`SCALE_FIT_FRAMES` training frames.
+    With ``model.initial_weights``, the model of that file (see :func:`load_initial_weights`),
+    except when resuming: the checkpoint then holds every weight, so the file is not read and
+    need not exist any more. Otherwise a fresh model with energy offsets and scale fitted to
+    ``train``; a model with a ``fit_scales(graph)`` method (GemNet-T) also fits its internal
+    scale factors on a batch of the first :data:`SCALE_FIT_FRAMES` training frames.
     """
     elements = config.model.elements or sorted({int(z) for frame in train for z in frame.atomic_numbers})
     model = build_model(config.model.architecture, {**config.model.hyperparameters, "elements": elements})
     dtype = DTYPES[config.dtype]
     model = model.to(dtype)
-    if config.model.initial_weights is not None:
+    if config.model.initial_weights is not None and not resume:
         return load_initial_weights(config.model.initial_weights, model)
     offsets, scale = energy_statistics(train, elements)
     model.scale_shift.set_statistics(offsets, scale)
@@ -303,7 +304,7 @@ def train(
     train_frames, validation_frames, record = split_frames(config, data_root)
     if rank_zero_only.rank == 0:
         write_json_atomic(run_dir / SPLIT_FILE, record)
-    model = build_initial_model(config, train_frames)
+    model = build_initial_model(config, train_frames, resume)
     check_elements(model, validation_frames)
     dtype = DTYPES[config.dtype]
     settings = config.training
