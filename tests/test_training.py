@@ -14,6 +14,7 @@ import pytest
 import torch
 import yaml
 from ase import Atoms
+from lightning.pytorch.callbacks import EarlyStopping
 from ase.io import write
 
 import eqff
@@ -28,7 +29,7 @@ from eqff.nn.forces import energy_forces_stress
 from eqff.train.checkpoint import AtomicCheckpointIO
 from eqff.train.config import ConfigError, load_config, parse_config
 from eqff.train.dataset import frame_to_graph
-from eqff.train.lightning import LitPotential
+from eqff.train.lightning import MONITOR, ConfiguredEarlyStopping, LitPotential
 from eqff.train.metrics import evaluate
 from eqff.train.run import build_initial_model, split_frames, train
 from eqff.train.splits import random_split, read_split
@@ -267,6 +268,17 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(tmp_path, monkeypatch)
     model_a = read_model_file(tmp_path / "uninterrupted" / "uninterrupted.eqff")["state_dict"]
     model_b = read_model_file(tmp_path / "interrupted" / "interrupted.eqff")["state_dict"]
     assert all(torch.equal(model_a[k], model_b[k]) for k in model_a)
+
+
+def test_resume_keeps_the_configs_early_stopping_patience():
+    """Lightning restores the checkpoint's patience; eqff's callback keeps the config's and reads
+    the state that Lightning's own EarlyStopping wrote."""
+    written = EarlyStopping(MONITOR, patience=300, mode="min")
+    written.wait_count, written.best_score = 120, torch.tensor(4.8)
+    resumed = ConfiguredEarlyStopping(patience=700)
+    assert resumed.state_key == written.state_key
+    resumed.load_state_dict(written.state_dict())
+    assert resumed.patience == 700 and resumed.wait_count == 120 and float(resumed.best_score) == pytest.approx(4.8)
 
 
 @needs_rmd17

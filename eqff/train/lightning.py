@@ -14,7 +14,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.callbacks import EMAWeightAveraging
+from lightning.pytorch.callbacks import EarlyStopping, EMAWeightAveraging
 from lightning.pytorch.core.optimizer import LightningOptimizer
 from lightning.pytorch.trainer.states import TrainerFn
 from torch import nn
@@ -168,3 +168,28 @@ class EMA(EMAWeightAveraging):
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._average_model.to(pl_module.device)
+
+
+class ConfiguredEarlyStopping(EarlyStopping):
+    """Lightning's early stopping on :data:`MONITOR`, except that a resumed run keeps the patience
+    of its config.
+
+    Lightning restores the patience saved in the checkpoint, which would silently ignore a
+    ``training.early_stopping_patience`` raised on resume. The state key is that of Lightning's
+    ``EarlyStopping``, so checkpoints written with it restore into this callback.
+
+    Args:
+        patience: epochs without a better validation force MAE before training stops.
+    """
+
+    def __init__(self, patience: int) -> None:
+        super().__init__(MONITOR, patience=patience, mode="min")
+
+    @property
+    def state_key(self) -> str:
+        return f"{EarlyStopping.__qualname__}{dict(monitor=self.monitor, mode=self.mode)!r}"
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        patience = self.patience
+        super().load_state_dict(state_dict)
+        self.patience = patience

@@ -24,7 +24,7 @@ import lightning
 import lightning.pytorch as pl
 import torch
 import yaml
-from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, Timer
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, Timer
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 from torch import nn
@@ -44,7 +44,7 @@ from eqff.train.dataset import (
     read_frames,
     require_labels,
 )
-from eqff.train.lightning import EMA, MONITOR, LitPotential
+from eqff.train.lightning import EMA, MONITOR, ConfiguredEarlyStopping, LitPotential
 from eqff.train.loss import EnergyForceLoss
 from eqff.train.metrics import check_elements
 from eqff.train.splits import random_split, write_json_atomic
@@ -205,7 +205,7 @@ def build_trainer(config: RunConfig, run_dir: Path, num_batches: int, progress_b
         callbacks.append(EMA(settings.ema_decay))
     callbacks += [Timer(duration=budget, interval="epoch"), EpochStopwatch(), LearningRateMonitor("epoch")]
     if settings.early_stopping_patience is not None:
-        callbacks.append(EarlyStopping(MONITOR, patience=settings.early_stopping_patience, mode="min"))
+        callbacks.append(ConfiguredEarlyStopping(settings.early_stopping_patience))
     callbacks += [  # saved when validation ends; Lightning runs ModelCheckpoints after the other callbacks
         ModelCheckpoint(
             checkpoints, Path(BEST_CHECKPOINT).stem, monitor=MONITOR, mode="min", enable_version_counter=False
