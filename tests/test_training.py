@@ -14,8 +14,8 @@ import pytest
 import torch
 import yaml
 from ase import Atoms
-from lightning.pytorch.callbacks import EarlyStopping
 from ase.io import write
+from lightning.pytorch.callbacks import EarlyStopping
 
 import eqff
 from eqff.cli import main

@@ -121,17 +121,20 @@ def split_frames(config: RunConfig, root: str | None) -> tuple[list[Frame], list
 def build_initial_model(config: RunConfig, train: list[Frame], resume: bool = False) -> nn.Module:
     """The model a run starts from, in the config's dtype.
 
-    With ``model.initial_weights``, the model of that file (see :func:`load_initial_weights`),
-    except when resuming: the checkpoint then holds every weight, so the file is not read and
-    need not exist any more. Otherwise a fresh model with energy offsets and scale fitted to
-    ``train``; a model with a ``fit_scales(graph)`` method (GemNet-T) also fits its internal
+    When resuming, the bare model: the checkpoint holds every weight and fitted buffer, so
+    nothing is fitted and no ``model.initial_weights`` file is read (it need not exist any
+    more). With ``model.initial_weights``, the model of that file (see
+    :func:`load_initial_weights`). Otherwise a fresh model with energy offsets and scale fitted
+    to ``train``; a model with a ``fit_scales(graph)`` method (GemNet-T) also fits its internal
     scale factors on a batch of the first :data:`SCALE_FIT_FRAMES` training frames.
     """
     elements = config.model.elements or sorted({int(z) for frame in train for z in frame.atomic_numbers})
     model = build_model(config.model.architecture, {**config.model.hyperparameters, "elements": elements})
     dtype = DTYPES[config.dtype]
     model = model.to(dtype)
-    if config.model.initial_weights is not None and not resume:
+    if resume:
+        return model
+    if config.model.initial_weights is not None:
         return load_initial_weights(config.model.initial_weights, model)
     offsets, scale = energy_statistics(train, elements)
     model.scale_shift.set_statistics(offsets, scale)
