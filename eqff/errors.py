@@ -15,3 +15,7 @@ class DataFileError(ValueError):
 
 class ModelFileError(ValueError):
     """A model file is corrupt, truncated, or incompatible with this version of eqff."""
+
+
+class ModelCompileError(RuntimeError):
+    """``torch.compile`` cannot turn a model's energy and forces into one graph."""

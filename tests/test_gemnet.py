@@ -17,8 +17,10 @@ from scipy.special import eval_legendre, spherical_jn
 
 from eqff.data import keys
 from eqff.data.graph import collate
+from eqff.errors import ModelCompileError
 from eqff.models import ARCHITECTURES, GemNetT, build_model
 from eqff.models.gemnet import EdgeEmbedding, FittedScale, ScaledSiLU
+from eqff.nn.forces import compiled_energy_forces
 from eqff.nn.geometry import edge_vectors
 from eqff.nn.spherical import SphericalBesselBasis, TripletAngularBasis, spherical_bessel, spherical_bessel_roots
 from eqff.nn.triplets import TripletIndexCache, reverse_edges, triplet_indices, triplet_slots, triplets
@@ -330,3 +332,10 @@ def test_torchscript_matches_eager(gemnet_model, periodic_atoms):
 def test_isolated_atom_has_its_element_offset(gemnet_model):
     energy = evaluate(gemnet_model, Atoms("O", positions=[[0.0, 0.0, 0.0]]))[keys.ENERGY]
     assert abs(float(energy) - (-75.1)) < 1e-5
+
+
+def test_compiled_energy_forces_refuse_gemnet_by_name(gemnet_model, molecule):
+    """GemNet-T builds its triplets with data-dependent sizes in forward: one compiled graph cannot hold them."""
+    compute = compiled_energy_forces(gemnet_model.train())
+    with pytest.raises(ModelCompileError, match="GemNetT"):
+        compute(atoms_to_graph(molecule, CUTOFF, torch.float32))

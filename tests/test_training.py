@@ -270,6 +270,23 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(tmp_path, monkeypatch)
     assert all(torch.equal(model_a[k], model_b[k]) for k in model_a)
 
 
+def test_compiled_training_steps_reach_the_weights_of_eager_ones(tiny_run, tmp_path):
+    """training.compile changes how the steps' energies and forces are computed, not what they are."""
+    eager_config, eager_result = tiny_run
+    content = tiny_config(tmp_path, name="compiled", max_epochs=eager_config.training.max_epochs, compile=True)
+    compiled_result = train(parse_config(content), progress_bar=False)
+    eager_weights = read_model_file(eager_result.model_path)["state_dict"]
+    compiled_weights = read_model_file(compiled_result.model_path)["state_dict"]
+    assert eager_weights.keys() == compiled_weights.keys()
+    for name, eager in eager_weights.items():
+        torch.testing.assert_close(compiled_weights[name], eager, rtol=1e-4, atol=1e-5, msg=name)
+    # the compiled kernels round differently: bit-identical weights would mean no compilation
+    assert any(not torch.equal(compiled_weights[name], eager) for name, eager in eager_weights.items())
+    assert read_metrics(tmp_path / "compiled", MONITOR) == pytest.approx(
+        read_metrics(eager_result.run_dir, MONITOR), rel=1e-4
+    )
+
+
 def test_resume_keeps_the_configs_early_stopping_patience():
     """Lightning restores the checkpoint's patience; eqff's callback keeps the config's and reads
     the state that Lightning's own EarlyStopping wrote."""

@@ -1,7 +1,9 @@
 """``eqff bench``: milliseconds per energy + forces call through the ASE calculator.
 
 With ``--openmm`` it also times OpenMM MD steps of gas-phase aspirin through the eqff
-``PythonForce`` against bare ASE calculator calls on the same structure and model.
+``PythonForce`` against bare ASE calculator calls on the same structure and model. With
+``--training-step`` it also times training steps with eager and with compiled energies and
+forces (``training.compile`` of the training configs).
 """
 
 import argparse
@@ -18,11 +20,16 @@ import torch
 from ase import Atoms
 from torch import nn
 
+from eqff.data import keys
+from eqff.data.graph import collate, structure_to_graph
 from eqff.data.md17 import read_rmd17
 from eqff.data.units import EV_IN_KJ_PER_MOL, EV_PER_ANGSTROM_IN_KJ_PER_MOL_PER_NM
+from eqff.errors import ModelCompileError
 from eqff.integrations.ase import EqffCalculator
-from eqff.model_file import DEFAULT_POTENTIAL
+from eqff.model_file import DEFAULT_POTENTIAL, load_model, resolve_model_path
 from eqff.models import ARCHITECTURES, architecture_name, build_model
+from eqff.neighbours import neighbour_list
+from eqff.nn.forces import compiled_energy_forces, energy_forces_stress
 from eqff.nn.triplets import triplet_indices
 from eqff.systems import water_box
 
@@ -48,6 +55,9 @@ ELEMENTS = [1, 6, 7, 8]
 OPENMM_TIMESTEP_FS = 0.5
 """fs: the LangevinMiddleIntegrator step timed by ``--openmm``."""
 
+TRAINING_BATCH = 5
+"""Frames of a training step timed by ``--training-step``: the batch size of eqff's training configs."""
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="model file or shipped potential (default: random-weight models, see --architectures)")
@@ -64,6 +74,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--openmm", action="store_true",
         help=f"also time OpenMM MD steps ({OPENMM_TIMESTEP_FS:g} fs) of gas-phase aspirin through the eqff PythonForce "
         f"against bare ASE calculator calls (model: --model, default {DEFAULT_POTENTIAL})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--training-step", action="store_true",
+        help=f"also time training steps on {TRAINING_BATCH} rattled copies of each system, with eager and with "
+        "compiled energies and forces (training.compile; compiling takes minutes)",
     )  # fmt: skip
 
 
@@ -181,6 +196,8 @@ def run(args: argparse.Namespace) -> int:
                           f"{1e3 * row['total_ms'] / num_atoms:>8.1f} {triplet_cell(row):>8}", flush=True)
     if args.openmm:
         compare_openmm(args, devices)
+    if args.training_step:
+        compare_training_steps(args, models)
     return 0
 
 
@@ -247,3 +264,69 @@ def compare_openmm(args: argparse.Namespace, devices: list[str]) -> None:
             print(f"{device:<6} {dtype:<8} {steps['platform']:<9} {ase_ms:>12.2f} {steps['ms']:>15.2f} "
                   f"{100 * (steps['ms'] - ase_ms) / ase_ms:>8.1f}% {ns_per_day:>8.2f} {energy_error:>9.1e} "
                   f"{force_error:>9.1e}", flush=True)
+
+
+def time_training_steps(model: str, name: str, data_root: str | None, repeats: int) -> dict:
+    """Median ms of a float32 CPU training step, eager and compiled, for one model and system.
+
+    A step computes the energies and forces of :data:`TRAINING_BATCH` copies of the system, each
+    rattled by 0.05 Å (seeded), and back-propagates a loss on both to the weights, as a training
+    step does before the optimiser's update. Eager steps use
+    :func:`eqff.nn.forces.energy_forces_stress`, compiled ones
+    :func:`eqff.nn.forces.compiled_energy_forces`; the first compiled step, which compiles, is
+    timed on its own.
+
+    Returns ``eager_ms`` and either ``compile_s`` and ``compiled_ms``, or ``error``: why the
+    model cannot be compiled.
+    """
+    network = reference_model(model) if model in ARCHITECTURES else load_model(resolve_model_path(model))[0]
+    network = network.to(torch.float32).train()
+    frames = []
+    for seed in range(TRAINING_BATCH):
+        atoms = benchmark_system(name, data_root)
+        atoms.rattle(0.05, seed=seed)
+        cell, pbc = np.asarray(atoms.cell.array), np.asarray(atoms.pbc)
+        edge_index, cell_shifts = neighbour_list(atoms.positions, cell, pbc, network.cutoff)
+        frames.append(structure_to_graph(atoms.numbers, atoms.positions, cell, pbc, edge_index, cell_shifts, torch.float32))
+    batch = collate(frames)
+
+    def step(energy_forces) -> float:
+        start = time.perf_counter()
+        network.zero_grad()
+        predicted = energy_forces(batch)
+        loss = predicted[keys.ENERGY].square().mean() + predicted[keys.FORCES].square().mean()
+        loss.backward()
+        return time.perf_counter() - start
+
+    def median_ms(energy_forces) -> float:
+        times = [step(energy_forces) for _ in range(3 + repeats)][3:]
+        return 1e3 * float(np.median(times))
+
+    row = {"eager_ms": median_ms(lambda graph: energy_forces_stress(network, graph))}
+    compiled = compiled_energy_forces(network)
+    try:
+        row["compile_s"] = step(compiled)
+    except ModelCompileError as error:
+        return {**row, "error": str(error)}
+    row["compiled_ms"] = median_ms(compiled)
+    return row
+
+
+def compare_training_steps(args: argparse.Namespace, models: list[str]) -> None:
+    """Print ms per training step with eager and with compiled energies and forces, per model and system."""
+    print(f"\ntraining steps: {TRAINING_BATCH} rattled copies of the system, energies, forces and the backward of a "
+          f"loss on both, float32, cpu; median of {args.repeats} after 3 warm-up; each row in a fresh process")
+    header = f"{'model':<14} {'system':<12} {'eager ms':>9} {'compile s':>10} {'compiled ms':>12} {'speed-up':>9}"
+    print(header)
+    print("-" * len(header))
+    for model in models:
+        for name in args.systems:
+            row = run_in_fresh_process(time_training_steps, model, name, args.data, args.repeats)
+            start = f"{Path(model).stem:<14} {name:<12}"
+            if row is None:
+                print(f"{start} the process died (out of memory?)", flush=True)
+            elif "error" in row:
+                print(f"{start} {row['eager_ms']:>9.2f} cannot compile: {row['error']}", flush=True)
+            else:
+                print(f"{start} {row['eager_ms']:>9.2f} {row['compile_s']:>10.1f} {row['compiled_ms']:>12.2f} "
+                      f"{row['eager_ms'] / row['compiled_ms']:>8.2f}x", flush=True)

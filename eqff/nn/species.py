@@ -31,7 +31,9 @@ class SpeciesIndex(nn.Module):
     def forward(self, atomic_numbers: torch.Tensor) -> torch.Tensor:
         in_range = (atomic_numbers >= 0) & (atomic_numbers <= self.max_atomic_number)
         index = self.lookup[atomic_numbers.clamp(0, self.max_atomic_number)]
-        if not bool((in_range & (index >= 0)).all()):
+        # a data-dependent check would break a torch.compile graph; the compiled training step
+        # checks the frames' elements before training (eqff.nn.forces.compiled_energy_forces)
+        if not torch.compiler.is_compiling() and not bool((in_range & (index >= 0)).all()):
             raise UnknownElementError(
                 "the structure holds atomic numbers this model was not trained on; it knows " + str(self.elements)
             )

@@ -176,6 +176,10 @@ class TrainingConfig(_Section):
         gradient_clip: clip the gradient norm to this value (``None``: off).
         early_stopping_patience: stop after this many epochs without a better validation force MAE.
         checkpoint_every_n_epochs: write ``checkpoints/last.ckpt`` every N epochs (and at the end).
+        compile: compute the training steps' energies and forces with ``torch.compile``
+            (:func:`eqff.nn.forces.compiled_energy_forces`): the first step compiles for
+            minutes, then steps of models of many small operations (SEGNN) run several times
+            faster; validation stays eager. For long runs, not for short ones.
     """
 
     batch_size: int = Field(5, gt=0)
@@ -188,6 +192,7 @@ class TrainingConfig(_Section):
     checkpoint_every_n_epochs: int = Field(1, gt=0)
     log_every_n_steps: int = Field(20, gt=0)
     num_workers: int = Field(0, ge=0)
+    compile: bool = False
 
     @model_validator(mode="after")
     def _some_stop(self) -> "TrainingConfig":

@@ -1,8 +1,9 @@
 """Lightning wrapper of an eqff energy model: loss, logged metrics and optimiser, no physics.
 
 Energies and forces come from :func:`eqff.nn.forces.energy_forces_stress` (forces by autograd;
-the graph is kept while training so that force errors back-propagate). Validation also needs
-autograd, so the Trainer must run with ``inference_mode=False``.
+the graph is kept while training so that force errors back-propagate), or in training steps
+from its compiled counterpart :func:`eqff.nn.forces.compiled_energy_forces`. Validation also
+needs autograd, so the Trainer must run with ``inference_mode=False``.
 
 The learning-rate schedule is stepped here, right after each validation, and saved in the
 checkpoint by this module: Lightning would step it after the epoch's checkpoint is written and
@@ -20,7 +21,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 from torch import nn
 
 from eqff.data import keys
-from eqff.nn.forces import energy_forces_stress
+from eqff.nn.forces import compiled_energy_forces, energy_forces_stress
 from eqff.train.config import OptimiserConfig, ScheduleConfig
 from eqff.train.loss import EnergyForceLoss
 from eqff.train.metrics import MEV, ErrorAccumulator
@@ -38,6 +39,8 @@ class LitPotential(pl.LightningModule):
         loss: the loss on predicted vs labelled energies and forces.
         optimiser, schedule: optimiser and learning-rate schedule settings.
         max_epochs: length of the cosine schedule (unused by the other schedules).
+        compile: compute the training steps' energies and forces with
+            :func:`~eqff.nn.forces.compiled_energy_forces` (validation stays eager).
 
     Logged: ``train/loss`` (progress bar), ``train/energy_mse`` ((eV/atom)²),
     ``train/forces_mse`` ((eV/Å)²), ``val/loss``, ``val/energy_mae`` and ``val/energy_rmse``
@@ -51,6 +54,7 @@ class LitPotential(pl.LightningModule):
         optimiser: OptimiserConfig,
         schedule: ScheduleConfig,
         max_epochs: int | None,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         self.model = model
@@ -58,6 +62,7 @@ class LitPotential(pl.LightningModule):
         self.optimiser = optimiser
         self.schedule = schedule
         self.max_epochs = max_epochs
+        self.training_energy_forces = compiled_energy_forces(model) if compile else self.forward
         self.val_energy = ErrorAccumulator()
         self.val_forces = ErrorAccumulator()
         self.scheduler: torch.optim.lr_scheduler.LRScheduler | torch.optim.lr_scheduler.ReduceLROnPlateau | None = None
@@ -67,7 +72,7 @@ class LitPotential(pl.LightningModule):
         return energy_forces_stress(self.model, batch)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        losses = self.loss(self(batch), batch)
+        losses = self.loss(self.training_energy_forces(batch), batch)
         size = batch[keys.ENERGY].shape[0]
         log = dict(batch_size=size, sync_dist=True)  # epoch means over all processes
         self.log("train/loss", losses["loss"], prog_bar=True, on_step=True, on_epoch=True, **log)

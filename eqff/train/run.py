@@ -308,7 +308,7 @@ def train(
     if rank_zero_only.rank == 0:
         write_json_atomic(run_dir / SPLIT_FILE, record)
     model = build_initial_model(config, train_frames, resume)
-    check_elements(model, validation_frames)
+    check_elements(model, train_frames + validation_frames)
     dtype = DTYPES[config.dtype]
     settings = config.training
     train_loader = make_loader(
@@ -321,7 +321,7 @@ def train(
         num_workers=settings.num_workers,
     )
     loss = EnergyForceLoss(config.loss.energy_weight, config.loss.forces_weight)
-    lit = LitPotential(model, loss, config.optimiser, config.schedule, settings.max_epochs)
+    lit = LitPotential(model, loss, config.optimiser, config.schedule, settings.max_epochs, settings.compile)
     trainer = build_trainer(config, run_dir, len(train_loader), progress_bar)
     last = run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT
     with warnings.catch_warnings():
