@@ -17,10 +17,9 @@ from scipy.special import eval_legendre, spherical_jn
 
 from eqff.data import keys
 from eqff.data.graph import collate
-from eqff.errors import ModelCompileError
 from eqff.models import ARCHITECTURES, GemNetT, build_model
 from eqff.models.gemnet import EdgeEmbedding, FittedScale, ScaledSiLU
-from eqff.nn.forces import compiled_energy_forces
+from eqff.nn.forces import compiled_energy_forces, energy_forces_stress
 from eqff.nn.geometry import edge_vectors
 from eqff.nn.spherical import SphericalBesselBasis, TripletAngularBasis, spherical_bessel, spherical_bessel_roots
 from eqff.nn.triplets import TripletIndexCache, reverse_edges, triplet_indices, triplet_slots, triplets
@@ -334,8 +333,19 @@ def test_isolated_atom_has_its_element_offset(gemnet_model):
     assert abs(float(energy) - (-75.1)) < 1e-5
 
 
-def test_compiled_energy_forces_refuse_gemnet_by_name(gemnet_model, molecule):
-    """GemNet-T builds its triplets with data-dependent sizes in forward: one compiled graph cannot hold them."""
-    compute = compiled_energy_forces(gemnet_model.train())
-    with pytest.raises(ModelCompileError, match="GemNetT"):
-        compute(atoms_to_graph(molecule, CUTOFF, torch.float32))
+def test_compiled_energy_forces_match_eager_ones(gemnet_model, molecule):
+    """The triplet indices enter the compiled graph as inputs (prepare_graph): same energies, forces
+    and weight gradients as the eager model, for two batches with different edge lists."""
+    model = gemnet_model.to(torch.float64).train()  # float64: the sums of large gradients cancel
+    compute = compiled_energy_forces(model)
+    for seeds in ([0, 1], [2, 3, 4]):
+        batch = collate([atoms_to_graph(_rattled(molecule, seed), CUTOFF, torch.float64) for seed in seeds])
+        results = []
+        for energy_forces in (lambda graph: energy_forces_stress(model, graph), compute):
+            model.zero_grad()
+            out = energy_forces(batch)
+            (out[keys.ENERGY].square().sum() + out[keys.FORCES].square().sum()).backward()
+            gradients = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+            results.append((out[keys.ENERGY].detach(), out[keys.FORCES].detach(), gradients))
+        for eager, compiled in zip(*results):
+            torch.testing.assert_close(compiled, eager, rtol=1e-9, atol=1e-9)

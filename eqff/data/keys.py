@@ -40,3 +40,23 @@ FORCES: Final[str] = "forces"
 
 STRESS: Final[str] = "stress"
 """(B, 3, 3) float: stress, eV/Å³ (ASE's sign convention: (1/V) dE/dstrain)."""
+
+# Indices a model derives from the edge list alone (GemNet-T's triplets, see
+# eqff.nn.triplets.triplet_indices). A graph carries them only where a model's ``prepare_graph``
+# added them, so that a compiled forward gets them as inputs (eqff.nn.forces.compiled_energy_forces).
+
+TRIPLET_INPUT_EDGES: Final[str] = "triplet_input_edges"
+"""(T,) int64: the input edge k → j of each triplet k → j → i."""
+
+TRIPLET_OUTPUT_EDGES: Final[str] = "triplet_output_edges"
+"""(T,) int64: the output edge j → i of each triplet, ascending."""
+
+TRIPLET_SLOTS: Final[str] = "triplet_slots"
+"""(T,) int64: the position of each triplet among those of its output edge."""
+
+TRIPLET_WIDTH: Final[str] = "triplet_width"
+"""(K,) int64, values unused: its length K is the largest number of triplets of one output edge
+(a length rather than a number, so that a compiled forward sees a size, not data)."""
+
+REVERSE_EDGES: Final[str] = "reverse_edges"
+"""(E,) int64: the index of the reverse of each edge."""

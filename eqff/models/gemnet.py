@@ -12,10 +12,12 @@ energies out of the edge embeddings; their sum, scaled and shifted per element, 
 energy.
 
 Conventions: eqff's edge e = (i, j) (centre i, neighbour j) is GemNet's edge j → i (source j,
-target i); sums over edges go to the centre (target) atom. The triplets are built in ``forward``
-from ``edge_index`` and the cell shifts by :func:`eqff.nn.triplets.triplet_indices`, and reused
+target i); sums over edges go to the centre (target) atom. The triplets are built from
+``edge_index`` and the cell shifts by :func:`eqff.nn.triplets.triplet_indices`, and reused
 while the edge list stays the same, as it does over most MD steps
-(:class:`eqff.nn.triplets.TripletIndexCache`).
+(:class:`eqff.nn.triplets.TripletIndexCache`): by :meth:`GemNetT.prepare_graph`, which
+``forward`` calls unless the graph already holds them. Their sizes depend on the data, so
+:func:`eqff.nn.forces.compiled_energy_forces` calls it before the compiled forward.
 
 Faithful to the reference implementation except:
 
@@ -404,15 +406,33 @@ class GemNetT(nn.Module):
         )
         self.scale_shift = PerElementScaleShift(len(elements))
 
+    def prepare_graph(self, graph: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """A copy of ``graph`` with its triplet indices (:func:`~eqff.nn.triplets.triplet_indices`,
+        cached) under the keys ``triplet_input_edges``, ``triplet_output_edges``,
+        ``triplet_slots``, ``triplet_width`` and ``reverse_edges`` (:mod:`eqff.data.keys`)."""
+        edge_index = graph[keys.EDGE_INDEX]
+        cell_shifts: torch.Tensor | None = None
+        if keys.CELL_SHIFTS in graph:
+            cell_shifts = graph[keys.CELL_SHIFTS]
+        num_atoms = graph[keys.ATOMIC_NUMBERS].shape[0]
+        input_edges, output_edges, slot, width, reverse = self.triplets(edge_index, num_atoms, cell_shifts)
+        prepared = graph.copy()
+        prepared[keys.TRIPLET_INPUT_EDGES] = input_edges
+        prepared[keys.TRIPLET_OUTPUT_EDGES] = output_edges
+        prepared[keys.TRIPLET_SLOTS] = slot
+        prepared[keys.TRIPLET_WIDTH] = edge_index.new_zeros(width)
+        prepared[keys.REVERSE_EDGES] = reverse
+        return prepared
+
     def forward(self, graph: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        if keys.TRIPLET_INPUT_EDGES not in graph:
+            graph = self.prepare_graph(graph)
         species = self.species(graph[keys.ATOMIC_NUMBERS])  # (n,)
         num_atoms = species.shape[0]
         edge_index = graph[keys.EDGE_INDEX]
         centre = edge_index[0]
-        cell_shifts: torch.Tensor | None = None
-        if keys.CELL_SHIFTS in graph:
-            cell_shifts = graph[keys.CELL_SHIFTS]
-        input_edges, output_edges, slot, width, reverse = self.triplets(edge_index, num_atoms, cell_shifts)
+        input_edges, output_edges = graph[keys.TRIPLET_INPUT_EDGES], graph[keys.TRIPLET_OUTPUT_EDGES]
+        slot, width, reverse = graph[keys.TRIPLET_SLOTS], graph[keys.TRIPLET_WIDTH].shape[0], graph[keys.REVERSE_EDGES]
 
         vectors = edge_vectors(graph)  # (E, 3)
         distances = torch.linalg.vector_norm(vectors, dim=-1)  # (E,)

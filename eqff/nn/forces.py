@@ -68,7 +68,10 @@ def compiled_energy_forces(model: nn.Module) -> Callable[[dict[str, torch.Tensor
     the model and its derivative as one graph and a loss on the forces back-propagates through
     the compiled graph's backward. (``torch.autograd.grad(create_graph=True)``, as in
     :func:`energy_forces_stress`, would need a double backward, which ``torch.compile`` does not
-    support.) Shapes are compiled dynamic, so batches of other sizes do not recompile.
+    support.) Shapes are compiled dynamic, so batches of other sizes do not recompile. A model
+    with a ``prepare_graph(graph) -> graph`` method (GemNet-T) has it called eagerly on every
+    graph first: it adds the index tensors that the model derives from the edge list with
+    data-dependent sizes, which a compiled graph can take as inputs but not build.
 
     The first call compiles, which takes minutes; later calls are several times faster than
     eager ones for models of many small operations (SEGNN's tensor products). Under
@@ -81,8 +84,7 @@ def compiled_energy_forces(model: nn.Module) -> Callable[[dict[str, torch.Tensor
     Returns:
         a function of a graph giving ``energy`` (B,), ``atomic_energies`` (n,) and ``forces`` (n, 3).
         Its first call raises :class:`~eqff.errors.ModelCompileError` if the model's forward
-        cannot be traced as one graph (GemNet-T, which builds its triplet indices with
-        data-dependent sizes in ``forward``).
+        cannot be traced as one graph (for example, if it branches on the values of a tensor).
     """
 
     def energy_and_forces(positions: torch.Tensor, graph: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -94,8 +96,11 @@ def compiled_energy_forces(model: nn.Module) -> Callable[[dict[str, torch.Tensor
         return {keys.ENERGY: out[keys.ENERGY], keys.ATOMIC_ENERGIES: out[keys.ATOMIC_ENERGIES], keys.FORCES: -gradient}
 
     compiled = torch.compile(energy_and_forces, dynamic=True, fullgraph=True)
+    prepare_graph = getattr(model, "prepare_graph", None)
 
     def compiled_call(graph: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        if prepare_graph is not None:
+            graph = prepare_graph(graph)
         try:
             return compiled(graph[keys.POSITIONS], graph)
         except torch._dynamo.exc.Unsupported as error:
