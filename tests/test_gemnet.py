@@ -16,14 +16,14 @@ from ase import Atoms
 from scipy.special import eval_legendre, spherical_jn
 
 from eqff.data import keys
-from eqff.data.graph import collate
+from eqff.data.graph import atoms_to_graph, collate
 from eqff.models import ARCHITECTURES, GemNetT, build_model
 from eqff.models.gemnet import EdgeEmbedding, FittedScale, ScaledSiLU
 from eqff.nn.forces import compiled_energy_forces, energy_forces_stress
 from eqff.nn.geometry import edge_vectors
 from eqff.nn.spherical import SphericalBesselBasis, TripletAngularBasis, spherical_bessel, spherical_bessel_roots
 from eqff.nn.triplets import TripletIndexCache, reverse_edges, triplet_indices, triplet_slots, triplets
-from eqff.testing import ModelTests, atoms_to_graph, check_forces_match_finite_differences, evaluate
+from eqff.testing import ModelTests, check_forces_match_finite_differences, evaluate
 
 CUTOFF = 4.0
 ELEMENTS = [1, 6, 7, 8]

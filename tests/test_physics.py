@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from eqff.data import keys
+from eqff.data.graph import atoms_to_graph
 from eqff.nn.geometry import edge_vectors
 from eqff.nn.radial import PolynomialEnvelope
 from eqff.nn.scatter import scatter_sum
@@ -19,7 +20,6 @@ from eqff.nn.species import SpeciesIndex, sum_per_frame
 from eqff.testing import (
     FLOAT_TOLERANCE,
     ModelTests,
-    atoms_to_graph,
     check_batch_consistency,
     check_cutoff_smoothness,
     check_forces_match_finite_differences,

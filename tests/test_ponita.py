@@ -16,6 +16,7 @@ import torch
 from e3nn import o3
 
 from eqff.data import keys
+from eqff.data.graph import atoms_to_graph
 from eqff.models import ARCHITECTURES, Ponita, build_model
 from eqff.nn.sphere import (
     PolynomialEmbedding,
@@ -27,7 +28,6 @@ from eqff.nn.sphere import (
 )
 from eqff.testing import (
     ModelTests,
-    atoms_to_graph,
     check_reflection_invariance,
     check_rotation_invariance,
     evaluate,

@@ -18,6 +18,7 @@ from e3nn.nn import Gate
 from e3nn.util.test import assert_equivariant
 
 from eqff.data import keys
+from eqff.data.graph import atoms_to_graph
 from eqff.models import ARCHITECTURES, SEGNN, build_model
 from eqff.models.segnn import NodeAttributes
 from eqff.nn.steerable import (
@@ -28,7 +29,7 @@ from eqff.nn.steerable import (
     even_scalar_indices,
     irrep_copy_index,
 )
-from eqff.testing import ModelTests, atoms_to_graph, evaluate
+from eqff.testing import ModelTests, evaluate
 
 CUTOFF = 4.0
 ELEMENTS = [1, 6, 7, 8]

@@ -21,14 +21,13 @@ from ase import Atoms
 from torch import nn
 
 from eqff.data import keys
-from eqff.data.graph import collate, structure_to_graph
+from eqff.data.graph import atoms_to_graph, collate
 from eqff.data.md17 import read_rmd17
 from eqff.data.units import EV_IN_KJ_PER_MOL, EV_PER_ANGSTROM_IN_KJ_PER_MOL_PER_NM
 from eqff.errors import ModelCompileError
 from eqff.integrations.ase import EqffCalculator
 from eqff.model_file import DEFAULT_POTENTIAL, load_model, resolve_model_path
 from eqff.models import ARCHITECTURES, architecture_name, build_model
-from eqff.neighbours import neighbour_list
 from eqff.nn.forces import compiled_energy_forces, energy_forces_stress
 from eqff.nn.triplets import triplet_indices
 from eqff.systems import water_box
@@ -285,9 +284,7 @@ def time_training_steps(model: str, name: str, data_root: str | None, repeats: i
     for seed in range(TRAINING_BATCH):
         atoms = benchmark_system(name, data_root)
         atoms.rattle(0.05, seed=seed)
-        cell, pbc = np.asarray(atoms.cell.array), np.asarray(atoms.pbc)
-        edge_index, cell_shifts = neighbour_list(atoms.positions, cell, pbc, network.cutoff)
-        frames.append(structure_to_graph(atoms.numbers, atoms.positions, cell, pbc, edge_index, cell_shifts, torch.float32))
+        frames.append(atoms_to_graph(atoms, network.cutoff, torch.float32))
     batch = collate(frames)
 
     def step(energy_forces) -> float:

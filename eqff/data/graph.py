@@ -2,8 +2,10 @@
 
 import numpy as np
 import torch
+from ase import Atoms
 
 from eqff.data import keys
+from eqff.neighbours import neighbour_list
 
 
 def structure_to_graph(
@@ -34,6 +36,20 @@ def structure_to_graph(
     if np.any(pbc):
         graph[keys.CELL_SHIFTS] = torch.as_tensor(cell_shifts, dtype=dtype, device=device)
     return graph
+
+
+def atoms_to_graph(
+    atoms: Atoms, cutoff: float, dtype: torch.dtype = torch.float64, device: torch.device | str = "cpu"
+) -> dict[str, torch.Tensor]:
+    """The one-frame graph of ``atoms`` with all pairs closer than ``cutoff`` (Å).
+
+    Uses :func:`eqff.neighbours.neighbour_list` and :func:`structure_to_graph`, as the
+    calculators do.
+    """
+    cell = np.asarray(atoms.cell.array, dtype=np.float64)
+    pbc = np.asarray(atoms.pbc, dtype=bool)
+    edge_index, cell_shifts = neighbour_list(atoms.positions, cell, pbc, cutoff)
+    return structure_to_graph(atoms.numbers, atoms.positions, cell, pbc, edge_index, cell_shifts, dtype, device)
 
 
 def collate(graphs: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:

@@ -8,7 +8,6 @@ bundles them as pytest test methods for a model given by a fixture.
 from eqff.testing.physics import (
     FLOAT_TOLERANCE,
     ModelTests,
-    atoms_to_graph,
     check_batch_consistency,
     check_cutoff_smoothness,
     check_forces_match_finite_differences,
@@ -26,7 +25,6 @@ from eqff.testing.physics import (
 __all__ = [
     "FLOAT_TOLERANCE",
     "ModelTests",
-    "atoms_to_graph",
     "check_batch_consistency",
     "check_cutoff_smoothness",
     "check_forces_match_finite_differences",

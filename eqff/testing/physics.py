@@ -29,9 +29,8 @@ from e3nn import o3
 from torch import nn
 
 from eqff.data import keys
-from eqff.data.graph import collate, structure_to_graph
+from eqff.data.graph import atoms_to_graph, collate
 from eqff.model_file import load_model, save_model
-from eqff.neighbours import neighbour_list
 from eqff.nn.forces import energy_forces_stress
 
 FLOAT_TOLERANCE: dict[torch.dtype, float] = {torch.float32: 1e-4, torch.float64: 1e-10}
@@ -45,20 +44,6 @@ CUTOFF_SMOOTHNESS_TOLERANCE = 1e-8
 # --------------------------------------------------------------------------------------------
 # Building graphs and evaluating models
 # --------------------------------------------------------------------------------------------
-
-
-def atoms_to_graph(
-    atoms: Atoms, cutoff: float, dtype: torch.dtype = torch.float64, device: torch.device | str = "cpu"
-) -> dict[str, torch.Tensor]:
-    """The one-frame eqff graph of ``atoms`` with all pairs closer than ``cutoff`` (Å).
-
-    Uses :func:`eqff.neighbours.neighbour_list` and :func:`eqff.data.graph.structure_to_graph`,
-    as the calculators do.
-    """
-    cell = np.asarray(atoms.cell.array, dtype=np.float64)
-    pbc = np.asarray(atoms.pbc, dtype=bool)
-    edge_index, cell_shifts = neighbour_list(atoms.positions, cell, pbc, cutoff)
-    return structure_to_graph(atoms.numbers, atoms.positions, cell, pbc, edge_index, cell_shifts, dtype, device)
 
 
 def _prepared(model: nn.Module, dtype: torch.dtype) -> nn.Module:
