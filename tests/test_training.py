@@ -5,6 +5,7 @@ extended-XYZ file), so the whole module takes seconds on a CPU.
 """
 
 import csv
+import itertools
 import json
 import os
 from pathlib import Path
@@ -14,18 +15,23 @@ import pytest
 import torch
 import yaml
 from ase import Atoms
+from ase.build import bulk, molecule
 from ase.io import write
 from lightning.pytorch.callbacks import EarlyStopping
 
 import eqff
+import eqff.train.lightning
 from eqff.cli import main
 from eqff.data import keys
+from eqff.data.graph import atoms_to_graph, collate
 from eqff.data.frames import Frame
 from eqff.data.units import KCAL_PER_MOL
 from eqff.errors import ModelCompileError, ModelFileError, UnknownElementError
 from eqff.model_file import read_model_file, save_model
 from eqff.models import PaiNN
 from eqff.nn.forces import compiled_energy_forces, energy_forces_stress
+from eqff.rotations import random_rotations
+from eqff.train.augment import rotate_frames
 from eqff.train.checkpoint import AtomicCheckpointIO
 from eqff.train.config import ConfigError, load_config, parse_config
 from eqff.train.dataset import frame_to_graph
@@ -318,6 +324,49 @@ def test_time_budget_stops_after_an_epoch(tmp_path):
     config = parse_config(tiny_config(tmp_path, max_epochs=50, max_time_minutes=1e-4))
     result = train(config, progress_bar=False)
     assert result.epochs == 1 and result.model_path.is_file()
+
+
+# --- random rotations of training frames ----------------------------------------------------
+
+
+def test_random_rotations_are_proper_and_reproducible():
+    rotations = random_rotations(4, seed=3)
+    identity = torch.eye(3, dtype=torch.float64).expand(4, 3, 3)
+    assert torch.allclose(rotations @ rotations.transpose(1, 2), identity, atol=1e-12)
+    assert torch.allclose(torch.linalg.det(rotations), torch.ones(4, dtype=torch.float64))
+    assert torch.equal(rotations, random_rotations(4, seed=3))
+    assert not torch.allclose(rotations, random_rotations(4, seed=4))
+
+
+def test_rotated_frames_carry_the_forces_an_invariant_model_predicts_for_them():
+    """Positions, cell and force labels turn together: PaiNN's predictions on the rotated frames
+    equal the rotated labels, for a molecule and a periodic crystal in one batch."""
+    model = PaiNN([1, 6, 8, 14], cutoff=3.0, num_features=8, num_interactions=2, num_radial=4).double().eval()
+    crystal = bulk("Si", "diamond", a=5.43)
+    crystal.rattle(0.05, seed=1)
+    graph = collate([atoms_to_graph(molecule("CH3CH2OH"), 3.0), atoms_to_graph(crystal, 3.0)])
+    predicted = energy_forces_stress(model, graph)
+    graph[keys.ENERGY], graph[keys.FORCES] = predicted[keys.ENERGY].detach(), predicted[keys.FORCES].detach()
+    rotated = rotate_frames(graph, random_rotations(2, seed=0))
+    assert not torch.allclose(rotated[keys.POSITIONS], graph[keys.POSITIONS])
+    assert torch.equal(rotated[keys.CELL_SHIFTS], graph[keys.CELL_SHIFTS])
+    on_rotated = energy_forces_stress(model, rotated)
+    assert torch.allclose(on_rotated[keys.ENERGY], graph[keys.ENERGY], rtol=1e-12)
+    assert torch.allclose(on_rotated[keys.FORCES], rotated[keys.FORCES], atol=1e-10)
+
+
+@needs_rmd17
+def test_random_rotations_turn_every_training_step_differently(tmp_path, monkeypatch):
+    drawn = []
+
+    def recording_rotate_frames(graph, rotations):
+        drawn.append(rotations)
+        return rotate_frames(graph, rotations)
+
+    monkeypatch.setattr(eqff.train.lightning, "rotate_frames", recording_rotate_frames)
+    train(parse_config(tiny_config(tmp_path, max_epochs=1, random_rotations=True)), progress_bar=False)
+    assert len(drawn) == 4  # 20 training frames in batches of 5
+    assert all(not torch.allclose(a, b) for a, b in itertools.combinations(drawn, 2))
 
 
 # --- own data and the command line -----------------------------------------------------------

@@ -4,7 +4,7 @@ PONITA convolves over a grid of N orientations on the sphere: its energy is exac
 for the continuous sphere and approximately for a finite grid. For each N this builds PONITA at
 its default size with random weights (seeded, so the weights other than the grid are the same
 for every N), and compares, in float64 on rMD17 aspirin, the energy and forces at R random
-rotations Q (``e3nn.o3.rand_matrix``, seeded) of the structure with those of the structure itself:
+rotations Q (:func:`eqff.rotations.random_rotations`, seed 0) of the structure with those of the structure itself:
 
 - energy error: |E(Qx) − E(x)| in meV (mean and largest over the rotations);
 - force error: |F(Qx) − Q F(x)| per component in meV/Å (mean), and that mean divided by the mean
@@ -19,11 +19,11 @@ import argparse
 import numpy as np
 import torch
 from ase import Atoms
-from e3nn import o3
 
 from eqff.commands.bench import ELEMENTS, benchmark_system, time_calls
 from eqff.integrations.ase import EqffCalculator
 from eqff.models import build_model
+from eqff.rotations import random_rotations
 
 HELP = "PONITA's rotation-equivariance error (energy, forces) and ms per call against the number of sphere orientations"
 
@@ -34,13 +34,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rotations", type=int, default=10, help="random rotations per N (default: %(default)s)")
     parser.add_argument("--repeats", type=int, default=10, help="timed calls per N (default: %(default)s)")
     parser.add_argument("--data", help="data folder holding rmd17/ (default: $EQFF_DATA)")
-
-
-def random_rotations(count: int, seed: int = 0) -> np.ndarray:
-    """(count, 3, 3) proper rotations, reproducible from ``seed``."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return o3.rand_matrix(count, dtype=torch.float64).numpy()
 
 
 def energy_forces(calc: EqffCalculator, atoms: Atoms, positions: np.ndarray) -> tuple[float, np.ndarray]:
@@ -77,7 +70,7 @@ def ponita(num_orientations: int) -> torch.nn.Module:
 
 def run(args: argparse.Namespace) -> int:
     atoms = benchmark_system("aspirin", args.data)
-    rotations = random_rotations(args.rotations)
+    rotations = random_rotations(args.rotations, seed=0).numpy()
     print(f"PONITA at its defaults with random weights (seed 0), rMD17 aspirin ({len(atoms)} atoms); errors in "
           f"float64 over {args.rotations} random rotations Q; ms per call in float32, median of {args.repeats}, "
           f"{torch.get_num_threads()} threads")  # fmt: skip

@@ -25,13 +25,13 @@ from pathlib import Path
 import numpy as np
 import torch
 from ase import Atoms
-from e3nn import o3
 from torch import nn
 
 from eqff.data import keys
 from eqff.data.graph import atoms_to_graph, collate
 from eqff.model_file import load_model, save_model
 from eqff.nn.forces import energy_forces_stress
+from eqff.rotations import random_rotations
 
 FLOAT_TOLERANCE: dict[torch.dtype, float] = {torch.float32: 1e-4, torch.float64: 1e-10}
 """Relative tolerance of comparisons between results that are equal in exact arithmetic."""
@@ -150,13 +150,6 @@ def _transformed(atoms: Atoms, matrix: np.ndarray) -> Atoms:
     return moved
 
 
-def _random_rotation(seed: int) -> np.ndarray:
-    """A (3, 3) proper rotation from :func:`e3nn.o3.rand_matrix`, reproducible from ``seed``."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return o3.rand_matrix(dtype=torch.float64).numpy()
-
-
 # --------------------------------------------------------------------------------------------
 # Symmetry checks
 # --------------------------------------------------------------------------------------------
@@ -192,9 +185,9 @@ def check_rotation_invariance(
     """Energy invariant, forces (and stress, if fully periodic) equivariant under a random rotation.
 
     Positions and, for periodic structures, the cell vectors are rotated by a matrix from
-    :func:`e3nn.o3.rand_matrix`. For an isolated structure the net torque must also vanish.
+    :func:`eqff.rotations.random_rotations`. For an isolated structure the net torque must also vanish.
     """
-    _check_orthogonal_map(model, atoms, _random_rotation(seed), dtype, atol, "rotation")
+    _check_orthogonal_map(model, atoms, random_rotations(1, seed)[0].numpy(), dtype, atol, "rotation")
 
 
 def check_reflection_invariance(
@@ -204,7 +197,7 @@ def check_reflection_invariance(
 
     Only for models whose energy is parity-even (no chirality-sensitive pseudoscalars).
     """
-    _check_orthogonal_map(model, atoms, -_random_rotation(seed), dtype, atol, "reflection")
+    _check_orthogonal_map(model, atoms, -random_rotations(1, seed)[0].numpy(), dtype, atol, "reflection")
 
 
 def check_translation_invariance(
@@ -465,7 +458,7 @@ def check_cutoff_smoothness(
     if element_pairs is None:
         element_pairs = list(itertools.combinations_with_replacement(elements, 2))
     pairs = list(element_pairs)
-    rotation = _random_rotation(seed)
+    rotation = random_rotations(1, seed)[0].numpy()
     relative = max(FLOAT_TOLERANCE[dtype], CUTOFF_SMOOTHNESS_TOLERANCE)
     failures = []
     for (z_a, z_b), with_spectator in itertools.product(pairs, (False, True)):

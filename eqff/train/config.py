@@ -180,6 +180,10 @@ class TrainingConfig(_Section):
             (:func:`eqff.nn.forces.compiled_energy_forces`): the first step compiles for
             minutes, then steps of models of many small operations (SEGNN) run several times
             faster; validation stays eager. For long runs, not for short ones.
+        random_rotations: turn every training frame by a fresh random rotation at every step
+            (:mod:`eqff.train.augment`), reproducibly from ``seed``, as PONITA's reference
+            training does: its invariance is only approximate. Exactly invariant models gain
+            nothing from it.
     """
 
     batch_size: int = Field(5, gt=0)
@@ -193,6 +197,7 @@ class TrainingConfig(_Section):
     log_every_n_steps: int = Field(20, gt=0)
     num_workers: int = Field(0, ge=0)
     compile: bool = False
+    random_rotations: bool = False
 
     @model_validator(mode="after")
     def _some_stop(self) -> "TrainingConfig":

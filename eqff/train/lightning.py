@@ -22,6 +22,8 @@ from torch import nn
 
 from eqff.data import keys
 from eqff.nn.forces import compiled_energy_forces, energy_forces_stress
+from eqff.rotations import random_rotations
+from eqff.train.augment import rotate_frames
 from eqff.train.config import OptimiserConfig, ScheduleConfig
 from eqff.train.loss import EnergyForceLoss
 from eqff.train.metrics import MEV, ErrorAccumulator
@@ -41,6 +43,9 @@ class LitPotential(pl.LightningModule):
         max_epochs: length of the cosine schedule (unused by the other schedules).
         compile: compute the training steps' energies and forces with
             :func:`~eqff.nn.forces.compiled_energy_forces` (validation stays eager).
+        rotation_seed: rotate every training frame at random (:mod:`eqff.train.augment`), with
+            the rotations of step s drawn from seed ``rotation_seed + s``, so that a resumed run
+            draws the same ones; ``None``: no rotations. Validation frames are never rotated.
 
     Logged: ``train/loss`` (progress bar), ``train/energy_mse`` ((eV/atom)²),
     ``train/forces_mse`` ((eV/Å)²), ``val/loss``, ``val/energy_mae`` and ``val/energy_rmse``
@@ -55,6 +60,7 @@ class LitPotential(pl.LightningModule):
         schedule: ScheduleConfig,
         max_epochs: int | None,
         compile: bool = False,
+        rotation_seed: int | None = None,
     ) -> None:
         super().__init__()
         self.model = model
@@ -63,6 +69,7 @@ class LitPotential(pl.LightningModule):
         self.schedule = schedule
         self.max_epochs = max_epochs
         self.training_energy_forces = compiled_energy_forces(model) if compile else self.forward
+        self.rotation_seed = rotation_seed
         self.val_energy = ErrorAccumulator()
         self.val_forces = ErrorAccumulator()
         self.scheduler: torch.optim.lr_scheduler.LRScheduler | torch.optim.lr_scheduler.ReduceLROnPlateau | None = None
@@ -72,6 +79,9 @@ class LitPotential(pl.LightningModule):
         return energy_forces_stress(self.model, batch)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        if self.rotation_seed is not None:
+            rotations = random_rotations(batch[keys.ENERGY].shape[0], self.rotation_seed + self.trainer.global_step)
+            batch = rotate_frames(batch, rotations)
         losses = self.loss(self.training_energy_forces(batch), batch)
         size = batch[keys.ENERGY].shape[0]
         log = dict(batch_size=size, sync_dist=True)  # epoch means over all processes

@@ -321,7 +321,10 @@ def train(
         num_workers=settings.num_workers,
     )
     loss = EnergyForceLoss(config.loss.energy_weight, config.loss.forces_weight)
-    lit = LitPotential(model, loss, config.optimiser, config.schedule, settings.max_epochs, settings.compile)
+    rotation_seed = config.seed if settings.random_rotations else None
+    lit = LitPotential(
+        model, loss, config.optimiser, config.schedule, settings.max_epochs, settings.compile, rotation_seed
+    )
     trainer = build_trainer(config, run_dir, len(train_loader), progress_bar)
     last = run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT
     with warnings.catch_warnings():
