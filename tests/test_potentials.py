@@ -1,0 +1,57 @@
+"""Every shipped potential: a model file that loads without unpickling code, its split file, and a
+card whose figures agree with the model file's metadata and with the README's table."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from eqff.model_file import SHIPPED_POTENTIALS_DIR, load_model, shipped_potentials
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+POTENTIALS = shipped_potentials()
+
+
+def test_potentials_are_shipped():
+    assert "painn-aspirin" in POTENTIALS and len(POTENTIALS) >= 2
+
+
+def card_forces_mae(card: str) -> float:
+    """Force MAE (meV/Å) from the `eqff evaluate` table of a card."""
+    [mae] = re.findall(r"^forces   meV/Å\s+([0-9.]+)", card, flags=re.MULTILINE)
+    return float(mae)
+
+
+@pytest.mark.parametrize("name", POTENTIALS)
+def test_model_file_loads_with_weights_only(name):
+    path = SHIPPED_POTENTIALS_DIR / f"{name}.eqff"
+    content = torch.load(path, map_location="cpu", weights_only=True)
+    model, checked = load_model(path)
+    assert checked["architecture"] == content["architecture"] and model.elements
+
+
+@pytest.mark.parametrize("name", POTENTIALS)
+def test_split_file_is_the_one_the_model_was_trained_on(name):
+    metadata = load_model(SHIPPED_POTENTIALS_DIR / f"{name}.eqff")[1]["metadata"]
+    split = json.loads((SHIPPED_POTENTIALS_DIR / f"{name}.split.json").read_text())
+    assert split["data"] == metadata["config"]["data"]
+    assert len(split["train"]) == metadata["config"]["data"]["num_train"]
+
+
+@pytest.mark.parametrize("name", POTENTIALS)
+def test_card_gives_the_evaluate_command_its_table_and_the_validation_error(name):
+    metadata = load_model(SHIPPED_POTENTIALS_DIR / f"{name}.eqff")[1]["metadata"]
+    molecule = metadata["config"]["data"]["molecule"]
+    card = (SHIPPED_POTENTIALS_DIR / f"{name}.md").read_text()
+    assert f"eqff evaluate {name} --dataset rmd17 --molecule {molecule} --split 1 --part test" in card
+    assert f"eqff evaluate: model {name} on rMD17 {molecule} test_01, 1000 frames" in card
+    assert f"{metadata['validation_forces_mae_meV_per_A']:.2f} meV/Å" in card
+
+
+@pytest.mark.parametrize("name", POTENTIALS)
+def test_readme_row_rounds_the_cards_force_error(name):
+    card = (SHIPPED_POTENTIALS_DIR / f"{name}.md").read_text()
+    [row] = [line for line in README.read_text().splitlines() if line.startswith(f"| `{name}`")]
+    assert f"{card_forces_mae(card):.1f} meV/Å" in row
