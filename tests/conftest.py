@@ -3,6 +3,9 @@
 Everything is deterministic (fixed seeds) and tiny, so the suite runs in seconds on a CPU.
 """
 
+from collections.abc import Callable
+from pathlib import Path
+
 import ase.build
 import numpy as np
 import pytest
@@ -88,3 +91,15 @@ def molecule() -> Atoms:
 @pytest.fixture
 def periodic_atoms() -> Atoms:
     return _make_periodic_cell()
+
+
+@pytest.fixture(scope="session")
+def card_test_maes() -> Callable[[Path], tuple[float, float]]:
+    """Reads a potential's card: its energy MAE (meV) and force MAE (meV/Å) from the card's
+    `eqff evaluate` table."""
+
+    def read(card: Path) -> tuple[float, float]:
+        rows = {line[:15].strip(): line.split() for line in card.read_text().splitlines()}
+        return float(rows["energy   meV"][2]), float(rows["forces   meV/Å"][2])
+
+    return read

@@ -2,7 +2,6 @@
 card whose figures agree with the model file's metadata and with the README's table."""
 
 import json
-import re
 from pathlib import Path
 
 import pytest
@@ -16,12 +15,6 @@ POTENTIALS = shipped_potentials()
 
 def test_potentials_are_shipped():
     assert "painn-aspirin" in POTENTIALS and len(POTENTIALS) >= 2
-
-
-def card_forces_mae(card: str) -> float:
-    """Force MAE (meV/Å) from the `eqff evaluate` table of a card."""
-    [mae] = re.findall(r"^forces   meV/Å\s+([0-9.]+)", card, flags=re.MULTILINE)
-    return float(mae)
 
 
 @pytest.mark.parametrize("name", POTENTIALS)
@@ -51,7 +44,7 @@ def test_card_gives_the_evaluate_command_its_table_and_the_validation_error(name
 
 
 @pytest.mark.parametrize("name", POTENTIALS)
-def test_readme_row_rounds_the_cards_force_error(name):
-    card = (SHIPPED_POTENTIALS_DIR / f"{name}.md").read_text()
+def test_readme_row_rounds_the_cards_force_error(name, card_test_maes):
+    _, forces_mae = card_test_maes(SHIPPED_POTENTIALS_DIR / f"{name}.md")
     [row] = [line for line in README.read_text().splitlines() if line.startswith(f"| `{name}`")]
-    assert f"{card_forces_mae(card):.1f} meV/Å" in row
+    assert f"{forces_mae:.1f} meV/Å" in row

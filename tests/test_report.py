@@ -55,14 +55,8 @@ def test_a_missing_peers_environment_says_how_to_create_it(tmp_path):
         check_peers_python(tmp_path / "nowhere" / "bin" / "python")
 
 
-def _card_maes(card: Path) -> tuple[float, float]:
-    """Energy MAE (meV) and force MAE (meV/Å) from the `eqff evaluate` table in a potential's card."""
-    rows = {line[:15].strip(): line.split() for line in card.read_text().splitlines()}
-    return float(rows["energy   meV"][2]), float(rows["forces   meV/Å"][2])
-
-
 @pytest.mark.skipif(not HAVE_ETHANOL, reason="rMD17 ethanol not found (set EQFF_DATA)")
-def test_a_tiny_report_of_a_shipped_potential_prints_its_table_and_writes_its_files(tmp_path, capsys):
+def test_a_tiny_report_of_a_shipped_potential_prints_its_table_and_writes_its_files(tmp_path, capsys, card_test_maes):
     argv = ["report", "painn-ethanol", "--systems", "aspirin", "--repeats", "1", "--rounds", "1",
             "--nve-ps", "0.01", "--nvt-ps", "0.1", "--output", str(tmp_path)]  # fmt: skip
     peers_python = os.environ.get("EQFF_PEERS_PYTHON")
@@ -72,7 +66,7 @@ def test_a_tiny_report_of_a_shipped_potential_prints_its_table_and_writes_its_fi
     out = capsys.readouterr().out
     assert "painn-ethanol" in out and "ethanol" in out
     # the test errors are those of the shipped card (eqff evaluate on test_01)
-    energy_mae, forces_mae = _card_maes(resolve_model_path("painn-ethanol").with_suffix(".md"))
+    energy_mae, forces_mae = card_test_maes(resolve_model_path("painn-ethanol").with_suffix(".md"))
     assert f"{energy_mae:.2f}" in out and f"{forces_mae:.2f}" in out
     assert "0.10 of 0.10" in out
     for name in ("report.md", "report.json", "speed.png", "nve.png", "nvt.png"):

@@ -79,11 +79,10 @@ class LitPotential(pl.LightningModule):
         return energy_forces_stress(self.model, batch)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        if self.rotation_seed is not None:
-            rotations = random_rotations(batch[keys.ENERGY].shape[0], self.rotation_seed + self.trainer.global_step)
-            batch = rotate_frames(batch, rotations)
-        losses = self.loss(self.training_energy_forces(batch), batch)
         size = batch[keys.ENERGY].shape[0]
+        if self.rotation_seed is not None:
+            batch = rotate_frames(batch, random_rotations(size, self.rotation_seed + self.trainer.global_step))
+        losses = self.loss(self.training_energy_forces(batch), batch)
         log = dict(batch_size=size, sync_dist=True)  # epoch means over all processes
         self.log("train/loss", losses["loss"], prog_bar=True, on_step=True, on_epoch=True, **log)
         self.log("train/energy_mse", losses["energy"], on_step=False, on_epoch=True, **log)
