@@ -36,6 +36,7 @@ from eqff.train.checkpoint import AtomicCheckpointIO
 from eqff.train.config import ConfigError, load_config, parse_config
 from eqff.train.dataset import frame_to_graph
 from eqff.train.lightning import MONITOR, ConfiguredEarlyStopping, LitPotential
+from eqff.train.loss import EnergyForceLoss
 from eqff.train.metrics import evaluate
 from eqff.train.run import build_initial_model, split_frames, train
 from eqff.train.splits import random_split, read_split
@@ -127,6 +128,26 @@ def test_energy_statistics_recover_per_element_energies():
     all_forces = np.concatenate([f.forces.ravel() for f in frames])
     assert scale == pytest.approx(np.sqrt(np.mean(all_forces**2)))
 
+
+
+@pytest.mark.parametrize("kind", ["mse", "l2mae"])
+def test_loss_terms_match_hand_computed_errors(kind):
+    # two frames of 2 and 1 atoms; energy errors 0.4 and -0.3 eV, i.e. 0.2 and -0.3 eV/atom
+    batch = {
+        keys.ENERGY: torch.tensor([1.0, 2.0], dtype=torch.float64),
+        keys.FORCES: torch.zeros(3, 3, dtype=torch.float64),
+        keys.BATCH: torch.tensor([0, 0, 1]),
+    }
+    force_errors = torch.tensor([[3.0, 4.0, 0.0], [0.0, 0.0, 1.0], [0.0, -2.0, 0.0]])  # lengths 5, 1, 2
+    predicted = {keys.ENERGY: torch.tensor([1.4, 1.7]), keys.FORCES: force_errors}
+    losses = EnergyForceLoss(energy_weight=2.0, forces_weight=10.0, kind=kind)(predicted, batch)
+    if kind == "mse":
+        energy, forces = (0.2**2 + 0.3**2) / 2, (9 + 16 + 1 + 4) / 9
+    else:
+        energy, forces = (0.2 + 0.3) / 2, (5 + 1 + 2) / 3
+    assert losses["energy"].item() == pytest.approx(energy, rel=1e-6)
+    assert losses["forces"].item() == pytest.approx(forces, rel=1e-6)
+    assert losses["loss"].item() == pytest.approx(2 * energy + 10 * forces, rel=1e-6)
 
 # --- checkpoints -----------------------------------------------------------------------------
 

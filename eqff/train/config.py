@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from eqff.data.md17 import MOLECULES
 from eqff.data.units import ENERGY_UNITS, LENGTH_UNITS
 from eqff.models import ARCHITECTURES
+from eqff.train.loss import LossKind
 
 
 class ConfigError(ValueError):
@@ -129,8 +130,14 @@ class ModelConfig(_Section):
 
 
 class LossConfig(_Section):
-    """Weights of the energy MSE per atom ((eV/atom)²) and of the force-component MSE ((eV/Å)²)."""
+    """The loss (:class:`~eqff.train.loss.EnergyForceLoss`): its kind and the weights of its terms.
 
+    ``mse``: squared errors of the energy per atom ((eV/atom)²) and of the force components
+    ((eV/Å)²). ``l2mae``: absolute error of the energy per atom (eV/atom) and length of the force
+    error vector of each atom (eV/Å).
+    """
+
+    kind: LossKind = "mse"
     energy_weight: float = Field(1.0, ge=0)
     forces_weight: float = Field(1000.0, ge=0)
 

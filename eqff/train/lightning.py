@@ -47,8 +47,8 @@ class LitPotential(pl.LightningModule):
             the rotations of step s drawn from seed ``rotation_seed + s``, so that a resumed run
             draws the same ones; ``None``: no rotations. Validation frames are never rotated.
 
-    Logged: ``train/loss`` (progress bar), ``train/energy_mse`` ((eV/atom)²),
-    ``train/forces_mse`` ((eV/Å)²), ``val/loss``, ``val/energy_mae`` and ``val/energy_rmse``
+    Logged: ``train/loss`` (progress bar), its unweighted terms ``train/energy_loss`` and
+    ``train/forces_loss`` (in the units of the loss's kind), ``val/loss``, ``val/energy_mae`` and ``val/energy_rmse``
     (meV per frame), ``val/forces_mae`` and ``val/forces_rmse`` (meV/Å per component).
     """
 
@@ -85,8 +85,8 @@ class LitPotential(pl.LightningModule):
         losses = self.loss(self.training_energy_forces(batch), batch)
         log = dict(batch_size=size, sync_dist=True)  # epoch means over all processes
         self.log("train/loss", losses["loss"], prog_bar=True, on_step=True, on_epoch=True, **log)
-        self.log("train/energy_mse", losses["energy"], on_step=False, on_epoch=True, **log)
-        self.log("train/forces_mse", losses["forces"], on_step=False, on_epoch=True, **log)
+        self.log("train/energy_loss", losses["energy"], on_step=False, on_epoch=True, **log)
+        self.log("train/forces_loss", losses["forces"], on_step=False, on_epoch=True, **log)
         return losses["loss"]
 
     def on_validation_epoch_start(self) -> None:

@@ -1,38 +1,53 @@
-"""The training loss: weighted mean squared errors of per-atom energy and force components."""
+"""The training loss: a weighted sum of a per-atom energy error and a force error."""
+
+from typing import Literal
 
 import torch
 from torch import nn
 
 from eqff.data import keys
 
+LossKind = Literal["mse", "l2mae"]
+
 
 class EnergyForceLoss(nn.Module):
-    """``energy_weight * MSE(ΔE / n_atoms) + forces_weight * MSE(ΔF)``.
+    """``energy_weight * energy_term + forces_weight * forces_term``.
 
-    The energy term is per atom ((eV/atom)²), so molecules of different size weigh alike; the
-    force term averages over all components ((eV/Å)²). Differences are taken in the labels'
-    dtype (float64), so large total energies lose no precision in the subtraction.
+    ``kind="mse"``: the energy term is the mean squared error of the energy per atom
+    ((eV/atom)²), the force term that of the force components ((eV/Å)²), as in PaiNN, NequIP
+    and MACE. ``kind="l2mae"``: the mean absolute error of the energy per atom (eV/atom) and the
+    mean over atoms of the length of the force error vector ‖ΔF_i‖ (eV/Å), as in GemNet's and
+    Equiformer's reference trainings; it weighs large errors less than the squares do.
+
+    The energy is per atom, so molecules of different size weigh alike. Differences are taken
+    in the labels' dtype (float64), so large total energies lose no precision in the subtraction.
 
     Args:
         energy_weight, forces_weight: non-negative weights.
+        kind: ``"mse"`` or ``"l2mae"``.
 
     Shapes: predictions ``energy`` (B,), ``forces`` (n, 3); the batch graph holds the labels
     under the same keys and ``batch`` (n,).
     """
 
-    def __init__(self, energy_weight: float, forces_weight: float) -> None:
+    def __init__(self, energy_weight: float, forces_weight: float, kind: LossKind = "mse") -> None:
         super().__init__()
         self.energy_weight = energy_weight
         self.forces_weight = forces_weight
+        self.kind = kind
 
     def forward(self, predicted: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """``loss`` (weighted sum), ``energy`` and ``forces`` (the unweighted MSEs), all scalars."""
+        """``loss`` (weighted sum), ``energy`` and ``forces`` (the unweighted terms), all scalars."""
         target_energy = batch[keys.ENERGY]  # (B,)
         num_atoms = torch.bincount(batch[keys.BATCH], minlength=target_energy.shape[0])  # (B,)
         energy_error = (predicted[keys.ENERGY].to(target_energy.dtype) - target_energy) / num_atoms
         target_forces = batch[keys.FORCES]  # (n, 3)
         forces_error = predicted[keys.FORCES].to(target_forces.dtype) - target_forces
-        energy_mse = energy_error.square().mean()
-        forces_mse = forces_error.square().mean()
-        loss = self.energy_weight * energy_mse + self.forces_weight * forces_mse
-        return {"loss": loss, "energy": energy_mse, "forces": forces_mse}
+        if self.kind == "mse":
+            energy_term = energy_error.square().mean()
+            forces_term = forces_error.square().mean()
+        else:
+            energy_term = energy_error.abs().mean()
+            forces_term = torch.linalg.vector_norm(forces_error, dim=1).mean()
+        loss = self.energy_weight * energy_term + self.forces_weight * forces_term
+        return {"loss": loss, "energy": energy_term, "forces": forces_term}

@@ -320,7 +320,7 @@ def train(
         False,
         num_workers=settings.num_workers,
     )
-    loss = EnergyForceLoss(config.loss.energy_weight, config.loss.forces_weight)
+    loss = EnergyForceLoss(config.loss.energy_weight, config.loss.forces_weight, config.loss.kind)
     rotation_seed = config.seed if settings.random_rotations else None
     lit = LitPotential(
         model, loss, config.optimiser, config.schedule, settings.max_epochs, settings.compile, rotation_seed
