@@ -129,7 +129,6 @@ def test_energy_statistics_recover_per_element_energies():
     assert scale == pytest.approx(np.sqrt(np.mean(all_forces**2)))
 
 
-
 @pytest.mark.parametrize("kind", ["mse", "l2mae"])
 def test_loss_terms_match_hand_computed_errors(kind):
     # two frames of 2 and 1 atoms; energy errors 0.4 and -0.3 eV, i.e. 0.2 and -0.3 eV/atom
@@ -148,6 +147,7 @@ def test_loss_terms_match_hand_computed_errors(kind):
     assert losses["energy"].item() == pytest.approx(energy, rel=1e-6)
     assert losses["forces"].item() == pytest.approx(forces, rel=1e-6)
     assert losses["loss"].item() == pytest.approx(2 * energy + 10 * forces, rel=1e-6)
+
 
 # --- checkpoints -----------------------------------------------------------------------------
 

@@ -48,8 +48,9 @@ class LitPotential(pl.LightningModule):
             draws the same ones; ``None``: no rotations. Validation frames are never rotated.
 
     Logged: ``train/loss`` (progress bar), its unweighted terms ``train/energy_loss`` and
-    ``train/forces_loss`` (in the units of the loss's kind), ``val/loss``, ``val/energy_mae`` and ``val/energy_rmse``
-    (meV per frame), ``val/forces_mae`` and ``val/forces_rmse`` (meV/Å per component).
+    ``train/forces_loss`` (in the units of the loss's kind), ``val/loss``, ``val/energy_mae``
+    and ``val/energy_rmse`` (meV per frame), ``val/forces_mae`` and ``val/forces_rmse`` (meV/Å
+    per component).
     """
 
     def __init__(
