@@ -26,7 +26,7 @@ from eqff.data import keys
 from eqff.data.graph import atoms_to_graph, collate
 from eqff.data.frames import Frame
 from eqff.data.units import KCAL_PER_MOL
-from eqff.errors import ModelCompileError, ModelFileError, UnknownElementError
+from eqff.errors import DataFileError, ModelCompileError, ModelFileError, UnknownElementError
 from eqff.model_file import read_model_file, save_model
 from eqff.models import PaiNN
 from eqff.nn.forces import compiled_energy_forces, energy_forces_stress
@@ -212,6 +212,15 @@ def test_new_run_refuses_an_existing_folder_and_resume_needs_one(tiny_run, tmp_p
         train(config, progress_bar=False)
     with pytest.raises(FileNotFoundError, match="cannot resume"):
         train(parse_config(tiny_config(tmp_path, name="never-ran")), resume=True, progress_bar=False)
+
+
+def test_a_resume_without_data_leaves_the_run_folder_as_it_was(tiny_run, tmp_path):
+    config, result = tiny_run
+    before = sorted(path.name for path in result.run_dir.iterdir())
+    with pytest.raises(DataFileError, match="no-data does not exist"):
+        train(config, resume=True, data_root=str(tmp_path / "no-data"), progress_bar=False)
+    assert sorted(path.name for path in result.run_dir.iterdir()) == before
+    assert "metrics.1.csv" not in before
 
 
 def test_initial_weights_start_a_run_from_a_model_file(tiny_run, tmp_path):

@@ -302,9 +302,11 @@ def train(
             and timer state included); only ``training``, ``optimiser`` and ``schedule`` may differ.
         data_root: overrides ``data.root`` and ``$EQFF_DATA``.
     """
+    # The data are read first, so that a run that cannot start (no data folder, say) leaves its
+    # folder as it was: preparing it renames the metrics of a resumed run.
+    train_frames, validation_frames, record = split_frames(config, data_root)
     run_dir = prepare_run_dir(config, resume)
     pl.seed_everything(config.seed, workers=True, verbose=False)
-    train_frames, validation_frames, record = split_frames(config, data_root)
     if rank_zero_only.rank == 0:
         write_json_atomic(run_dir / SPLIT_FILE, record)
     model = build_initial_model(config, train_frames, resume)
