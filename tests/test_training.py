@@ -223,6 +223,15 @@ def test_a_resume_without_data_leaves_the_run_folder_as_it_was(tiny_run, tmp_pat
     assert "metrics.1.csv" not in before
 
 
+def test_resuming_a_finished_run_keeps_its_metrics_file(tiny_run):
+    """A resume that trains no epoch (the run had reached max_epochs) logs nothing and renames nothing."""
+    config, result = tiny_run
+    metrics = (result.run_dir / "metrics.csv").read_text()
+    assert train(config, resume=True, progress_bar=False).epochs == 3
+    assert (result.run_dir / "metrics.csv").read_text() == metrics
+    assert not list(result.run_dir.glob("metrics.*.csv"))
+
+
 def test_initial_weights_start_a_run_from_a_model_file(tiny_run, tmp_path):
     _, result = tiny_run
     content = tiny_config(tmp_path, name="continued")

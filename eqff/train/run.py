@@ -188,14 +188,26 @@ def prepare_run_dir(config: RunConfig, resume: bool) -> Path:
     return run_dir
 
 
+def metrics_segments(run_dir: Path) -> list[Path]:
+    """The ``metrics.<k>.csv`` files kept by earlier calls of a resumed run, in order of ``k``."""
+    metrics = run_dir / METRICS_FILE
+    segments = run_dir.glob(f"{metrics.stem}.*{metrics.suffix}")
+    numbered = [path for path in segments if path.suffixes[0][1:].isdigit()]
+    return sorted(numbered, key=lambda path: int(path.suffixes[0][1:]))
+
+
 def keep_earlier_metrics(run_dir: Path) -> None:
     """Rename ``metrics.csv`` to the next free ``metrics.<k>.csv``: Lightning's CSV logger empties it."""
     metrics = run_dir / METRICS_FILE
     if metrics.is_file():
-        segment = 1
-        while (earlier := run_dir / f"{metrics.stem}.{segment}{metrics.suffix}").exists():
-            segment += 1
-        os.replace(metrics, earlier)
+        os.replace(metrics, run_dir / f"{metrics.stem}.{len(metrics_segments(run_dir)) + 1}{metrics.suffix}")
+
+
+def restore_metrics_if_nothing_was_logged(run_dir: Path) -> None:
+    """Undo :func:`keep_earlier_metrics` when the resumed call logged nothing (its run had finished)."""
+    segments = metrics_segments(run_dir)
+    if segments and not (run_dir / METRICS_FILE).exists():
+        os.replace(segments[-1], run_dir / METRICS_FILE)
 
 
 def build_trainer(config: RunConfig, run_dir: Path, num_batches: int, progress_bar: bool) -> pl.Trainer:
@@ -337,6 +349,7 @@ def train(
         trainer.fit(lit, train_loader, validation_loader, ckpt_path=last if resume else None)
     if not trainer.is_global_zero:
         return None
+    restore_metrics_if_nothing_was_logged(run_dir)
     training_seconds = _callback(trainer, Timer).time_elapsed("train")
     model_path, best_mae = export_best_model(trainer, lit, config, train_frames, training_seconds)
     return TrainingResult(
