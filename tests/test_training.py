@@ -38,7 +38,7 @@ from eqff.train.dataset import frame_to_graph
 from eqff.train.lightning import MONITOR, ConfiguredEarlyStopping, LitPotential
 from eqff.train.loss import EnergyForceLoss
 from eqff.train.metrics import evaluate
-from eqff.train.run import build_initial_model, split_frames, train
+from eqff.train.run import build_initial_model, keep_earlier_metrics, split_frames, train
 from eqff.train.splits import random_split, read_split
 from eqff.train.stats import energy_statistics
 
@@ -221,6 +221,16 @@ def test_a_resume_without_data_leaves_the_run_folder_as_it_was(tiny_run, tmp_pat
         train(config, resume=True, data_root=str(tmp_path / "no-data"), progress_bar=False)
     assert sorted(path.name for path in result.run_dir.iterdir()) == before
     assert "metrics.1.csv" not in before
+
+
+def test_earlier_metrics_never_overwrite_a_kept_segment(tmp_path):
+    """With metrics.1.csv and metrics.3.csv kept (metrics.2.csv deleted by hand), the next is metrics.4.csv."""
+    for name in ("metrics.1.csv", "metrics.3.csv", "metrics.csv"):
+        (tmp_path / name).write_text(name)
+    keep_earlier_metrics(tmp_path)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["metrics.1.csv", "metrics.3.csv", "metrics.4.csv"]
+    assert (tmp_path / "metrics.3.csv").read_text() == "metrics.3.csv"
+    assert (tmp_path / "metrics.4.csv").read_text() == "metrics.csv"
 
 
 def test_resuming_a_finished_run_keeps_its_metrics_file(tiny_run):

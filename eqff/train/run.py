@@ -188,19 +188,26 @@ def prepare_run_dir(config: RunConfig, resume: bool) -> Path:
     return run_dir
 
 
+def segment_number(path: Path) -> int | None:
+    """``k`` of a ``metrics.<k>.csv`` file; ``None`` for any other name."""
+    middle = path.suffixes[0][1:] if len(path.suffixes) == 2 else ""
+    return int(middle) if middle.isdigit() else None
+
+
 def metrics_segments(run_dir: Path) -> list[Path]:
     """The ``metrics.<k>.csv`` files kept by earlier calls of a resumed run, in order of ``k``."""
     metrics = run_dir / METRICS_FILE
-    segments = run_dir.glob(f"{metrics.stem}.*{metrics.suffix}")
-    numbered = [path for path in segments if path.suffixes[0][1:].isdigit()]
-    return sorted(numbered, key=lambda path: int(path.suffixes[0][1:]))
+    numbered = [path for path in run_dir.glob(f"{metrics.stem}.*{metrics.suffix}") if segment_number(path)]
+    return sorted(numbered, key=segment_number)
 
 
 def keep_earlier_metrics(run_dir: Path) -> None:
-    """Rename ``metrics.csv`` to the next free ``metrics.<k>.csv``: Lightning's CSV logger empties it."""
+    """Rename ``metrics.csv`` to ``metrics.<k>.csv``, k after the highest kept: Lightning's CSV logger empties it."""
     metrics = run_dir / METRICS_FILE
     if metrics.is_file():
-        os.replace(metrics, run_dir / f"{metrics.stem}.{len(metrics_segments(run_dir)) + 1}{metrics.suffix}")
+        segments = metrics_segments(run_dir)
+        next_number = segment_number(segments[-1]) + 1 if segments else 1
+        os.replace(metrics, run_dir / f"{metrics.stem}.{next_number}{metrics.suffix}")
 
 
 def restore_metrics_if_nothing_was_logged(run_dir: Path) -> None:
