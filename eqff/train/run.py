@@ -197,7 +197,7 @@ def segment_number(path: Path) -> int | None:
 def metrics_segments(run_dir: Path) -> list[Path]:
     """The ``metrics.<k>.csv`` files kept by earlier calls of a resumed run, in order of ``k``."""
     metrics = run_dir / METRICS_FILE
-    numbered = [path for path in run_dir.glob(f"{metrics.stem}.*{metrics.suffix}") if segment_number(path)]
+    numbered = [path for path in run_dir.glob(f"{metrics.stem}.*{metrics.suffix}") if segment_number(path) is not None]
     return sorted(numbered, key=segment_number)
 
 
