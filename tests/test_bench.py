@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from eqff.cli import main
-from eqff.commands.bench import run_in_fresh_process
+from eqff.commands.bench import benchmark_system, run_in_fresh_process
 
 DATA_ROOT = os.environ.get("EQFF_DATA", "/work/shared/data")
 HAVE_ASPIRIN = (Path(DATA_ROOT) / "rmd17" / "splits" / "rmd17_aspirin_train_01.npz").is_file()
@@ -30,6 +30,14 @@ def test_bench_prints_one_row_per_model_system_and_dtype(capsys):
             assert len(row) == 12 and 0 < float(row[10]) < float(row[6]) and row[11].endswith("%)")
         else:
             assert len(row) == 10
+
+
+@pytest.mark.skipif(not HAVE_ASPIRIN, reason="rMD17 data not found (set EQFF_DATA)")
+def test_systems_are_rmd17_molecules_and_water_boxes():
+    assert benchmark_system("ethanol", DATA_ROOT).get_chemical_formula() == "C2H6O"
+    assert len(benchmark_system("water-192", DATA_ROOT)) == 192
+    with pytest.raises(ValueError, match="unknown system 'ethanl'.*ethanol"):
+        benchmark_system("ethanl", DATA_ROOT)
 
 
 def test_a_process_that_dies_gives_none():

@@ -95,6 +95,34 @@ def test_config_errors_name_the_key_and_file(tmp_path, change, expected):
     assert str(path) in str(error.value)
 
 
+def test_overrides_set_nested_values_parsed_as_yaml(tmp_path):
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(tiny_config(tmp_path), allow_unicode=True))
+    config = load_config(path, ["name=other", "model.hyperparameters.cutoff=4.0", "training.max_time_minutes=null"])
+    assert config.name == "other"
+    assert config.model.hyperparameters["cutoff"] == 4.0
+    assert config.training.max_time_minutes is None
+    assert load_config(path).name == "tiny"
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("name", "is not KEY=VALUE"),
+        ("=3", "is not KEY=VALUE"),
+        ("name.first=a", "'name' is not a section"),
+        ("training.bach_size=3", "unknown key 'training.bach_size' (did you mean 'batch_size'?)"),
+        ("training.batch_size=[1", "not valid YAML"),
+    ],
+)
+def test_override_errors_name_the_override(tmp_path, override, expected):
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(tiny_config(tmp_path), allow_unicode=True))
+    with pytest.raises(ConfigError) as error:
+        load_config(path, [override])
+    assert expected in str(error.value)
+
+
 def test_config_that_is_not_a_mapping(tmp_path):
     path = tmp_path / "list.yaml"
     path.write_text("- 1\n- 2\n")

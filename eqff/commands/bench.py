@@ -22,7 +22,7 @@ from torch import nn
 
 from eqff.data import keys
 from eqff.data.graph import atoms_to_graph, collate
-from eqff.data.md17 import read_rmd17
+from eqff.data.md17 import MOLECULES, read_rmd17
 from eqff.data.units import EV_IN_KJ_PER_MOL, EV_PER_ANGSTROM_IN_KJ_PER_MOL_PER_NM
 from eqff.errors import ModelCompileError
 from eqff.integrations.ase import EqffCalculator
@@ -64,7 +64,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--architectures", nargs="+", default=["painn"], choices=sorted(ARCHITECTURES),
         help="architectures timed with random weights when no --model is given (PaiNN at SchNetPack's size, others at their defaults)",
     )  # fmt: skip
-    parser.add_argument("--systems", nargs="+", default=["aspirin", *WATER_BOXES], help="systems to time")
+    parser.add_argument(
+        "--systems", nargs="+", default=["aspirin", *WATER_BOXES],
+        help=f"systems to time: rMD17 molecules (first train_01 frame) and water boxes ({', '.join(WATER_BOXES)})",
+    )
     parser.add_argument("--dtypes", nargs="+", default=["float32", "float64"], choices=["float32", "float64"])
     parser.add_argument("--devices", nargs="+", default=None, help="default: cpu, and cuda when present")
     parser.add_argument("--repeats", type=int, default=20, help="timed calls per row (after 3 warm-up calls)")
@@ -82,12 +85,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def benchmark_system(name: str, data_root: str | None) -> Atoms:
-    """The structure called ``name``: rMD17 aspirin (first train_01 frame) or a water box."""
-    if name == "aspirin":
-        return read_rmd17("aspirin", 1, "train", data_root)[0].to_atoms()
+    """The structure called ``name``: an rMD17 molecule (its first train_01 frame) or a water box."""
+    if name in MOLECULES:
+        return read_rmd17(name, 1, "train", data_root)[0].to_atoms()
     if name in WATER_BOXES:
         return water_box(WATER_BOXES[name])
-    raise ValueError(f"unknown system {name!r}; known: aspirin, {', '.join(WATER_BOXES)}")
+    raise ValueError(f"unknown system {name!r}; known: the rMD17 molecules ({', '.join(MOLECULES)}), {', '.join(WATER_BOXES)}")
 
 
 def time_calls(atoms: Atoms, calc: EqffCalculator, repeats: int) -> dict[str, float]:

@@ -14,11 +14,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true", help="continue the run from its checkpoints/last.ckpt")
     parser.add_argument("--data-root", help="data folder (default: the config's data.root, else $EQFF_DATA)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (for logs and CI)")
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override a config value by its dotted key, e.g. --set name=ponita-n12 "
+        "--set model.hyperparameters.num_orientations=12 (repeatable; give the same ones with --resume)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     try:
-        config = load_config(args.config)
+        config = load_config(args.config, args.overrides)
         data = config.data
         source = data.path if data.dataset == "extxyz" else f"{data.dataset} {data.molecule}"
         print(f"eqff train: {config.name}: {config.model.architecture} on {source}, "

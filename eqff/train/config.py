@@ -5,9 +5,11 @@ Units: energies eV, lengths Å, times minutes; loss weights multiply mean square
 (eV/atom)² and (eV/Å)².
 """
 
+import copy
 import difflib
 import inspect
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -284,12 +286,42 @@ def parse_config(content: Any, source: str = "<config>") -> RunConfig:
         raise ConfigError(f"{source}: invalid training config:\n{problems}") from None
 
 
-def load_config(path: str | os.PathLike) -> RunConfig:
-    """Read and validate a YAML training config; errors name the file and the offending keys."""
+def apply_overrides(content: dict, overrides: Sequence[str], source: str = "<config>") -> dict:
+    """A copy of the config mapping ``content`` with ``KEY=VALUE`` overrides applied in order.
+
+    ``KEY`` is a dotted path (``model.hyperparameters.cutoff``, ``name``); ``VALUE`` is read as
+    YAML, so ``4.0`` is a float, ``null`` is None and ``[1, 2]`` a list. Keys the config does not
+    have are added and then rejected by validation like a misspelt key in the file.
+    """
+    content = copy.deepcopy(content)
+    for override in overrides:
+        key, equals, text = override.partition("=")
+        if not equals or not key.strip():
+            raise ConfigError(f"{source}: override {override!r} is not KEY=VALUE (e.g. model.hyperparameters.cutoff=4.0)")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as error:
+            raise ConfigError(f"{source}: override {override!r}: the value is not valid YAML: {error}") from None
+        *parents, leaf = key.strip().split(".")
+        section = content
+        for depth, part in enumerate(parents):
+            section = section.setdefault(part, {})
+            if not isinstance(section, dict):
+                where = ".".join(parents[: depth + 1])
+                raise ConfigError(f"{source}: override {override!r}: '{where}' is not a section of the config")
+        section[leaf] = value
+    return content
+
+
+def load_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> RunConfig:
+    """Read and validate a YAML training config, with optional ``KEY=VALUE`` overrides
+    (:func:`apply_overrides`); errors name the file and the offending keys."""
     try:
         content = yaml.safe_load(Path(path).read_text())
     except OSError as error:
         raise ConfigError(f"{path}: cannot read training config: {error}") from None
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML: {error}") from None
+    if overrides and isinstance(content, dict):
+        content = apply_overrides(content, overrides, str(path))
     return parse_config(content, str(path))
