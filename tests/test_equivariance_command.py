@@ -4,8 +4,11 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 from eqff.cli import main
+from eqff.model_file import save_model
+from eqff.models import build_model
 
 DATA_ROOT = os.environ.get("EQFF_DATA", "/work/shared/data")
 HAVE_ASPIRIN = (Path(DATA_ROOT) / "rmd17" / "splits" / "rmd17_aspirin_train_01.npz").is_file()
@@ -13,8 +16,25 @@ HAVE_ASPIRIN = (Path(DATA_ROOT) / "rmd17" / "splits" / "rmd17_aspirin_train_01.n
 
 @pytest.mark.skipif(not HAVE_ASPIRIN, reason="rMD17 aspirin not found (set EQFF_DATA)")
 def test_error_is_zero_without_a_grid_and_not_with_four_orientations(capsys):
-    assert main(["equivariance", "--orientations", "0", "4", "--rotations", "2", "--repeats", "1"]) == 0
-    rows = [line.split() for line in capsys.readouterr().out.splitlines() if line.split()[:1] in (["0"], ["4"])]
-    (n0, *errors0), (n4, *errors4) = [(int(row[0]), *map(float, row[1:5])) for row in rows]
+    assert main(["equivariance", "--orientations", "0", "4", "--rotations", "2", "--repeats", "1", "--data", DATA_ROOT]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines() if line.startswith("random ")]
+    (n0, *errors0), (n4, *errors4) = [(int(row[1]), *map(float, row[2:6])) for row in rows]
+    assert (n0, n4) == (0, 4)
     assert max(errors0[:3]) < 1e-8 and errors0[3] < 1e-12
     assert min(errors4[:3]) > 1e-4 and errors4[3] > 1e-4
+
+
+@pytest.mark.skipif(not HAVE_ASPIRIN, reason="rMD17 data not found (set EQFF_DATA)")
+def test_model_files_are_measured_with_their_own_grid(tmp_path, capsys):
+    torch.manual_seed(0)
+    save_model(tmp_path / "ponita-n4.eqff", build_model("ponita", {"elements": [1, 6, 8], "num_orientations": 4}))
+    save_model(tmp_path / "painn.eqff", build_model("painn", {"elements": [1, 6, 8]}))
+    argv = ["equivariance", "--models", str(tmp_path / "ponita-n4.eqff"), "--system", "ethanol", "--rotations", "2",
+            "--repeats", "1", "--data", DATA_ROOT]  # fmt: skip
+    assert main(argv) == 0
+    output = capsys.readouterr().out
+    assert "rMD17 ethanol (9 atoms)" in output
+    (row,) = [line.split() for line in output.splitlines() if line.startswith("ponita-n4 ")]
+    assert int(row[1]) == 4 and float(row[4]) > 1e-4
+    with pytest.raises(SystemExit, match="is a painn model"):
+        main(["equivariance", "--models", str(tmp_path / "painn.eqff"), "--data", DATA_ROOT])

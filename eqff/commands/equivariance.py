@@ -11,17 +11,21 @@ rotations Q (:func:`eqff.rotations.random_rotations`, seed 0) of the structure w
   |F| component (relative);
 
 and times an energy+forces call in float32 (ms, median), so that accuracy can be weighed
-against cost. N = 0 is PNITA, exactly invariant.
+against cost. N = 0 is PNITA, exactly invariant. With ``--models`` it measures trained PONITA
+model files instead (each with the N stored in it), e.g. on the molecule they were trained on.
 """
 
 import argparse
+from pathlib import Path
 
 import numpy as np
 import torch
 from ase import Atoms
 
 from eqff.commands.bench import ELEMENTS, benchmark_system, time_calls
+from eqff.data.md17 import MOLECULES
 from eqff.integrations.ase import EqffCalculator
+from eqff.model_file import load_model
 from eqff.models import build_model
 from eqff.rotations import random_rotations
 
@@ -33,6 +37,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="grid sizes N (default: %(default)s)")  # fmt: skip
     parser.add_argument("--rotations", type=int, default=10, help="random rotations per N (default: %(default)s)")
     parser.add_argument("--repeats", type=int, default=10, help="timed calls per N (default: %(default)s)")
+    parser.add_argument("--models", nargs="+", metavar="MODEL",
+                        help="trained PONITA model files, measured instead of random-weight models (N from each file)")  # fmt: skip
+    parser.add_argument("--system", default="aspirin", choices=MOLECULES,
+                        help="rMD17 molecule (first train_01 frame) to rotate (default: %(default)s)")  # fmt: skip
     parser.add_argument("--data", help="data folder holding rmd17/ (default: $EQFF_DATA)")
 
 
@@ -68,20 +76,33 @@ def ponita(num_orientations: int) -> torch.nn.Module:
     return build_model("ponita", {"elements": ELEMENTS, "num_orientations": num_orientations})
 
 
+def models_to_measure(args: argparse.Namespace) -> list[tuple[str, int, torch.nn.Module]]:
+    """(label, N, model) for each model file of ``--models``, else for random-weight PONITA at each ``--orientations``."""
+    if not args.models:
+        return [("random", n, ponita(n)) for n in args.orientations]
+    measured = []
+    for path in args.models:
+        model, content = load_model(path)
+        if content["architecture"] != "ponita":
+            raise SystemExit(f"error: {path} is a {content['architecture']} model; eqff equivariance measures PONITA")
+        measured.append((Path(path).stem, len(model.orientations), model))
+    return measured
+
+
 def run(args: argparse.Namespace) -> int:
-    atoms = benchmark_system("aspirin", args.data)
+    atoms = benchmark_system(args.system, args.data)
     rotations = random_rotations(args.rotations, seed=0).numpy()
-    print(f"PONITA at its defaults with random weights (seed 0), rMD17 aspirin ({len(atoms)} atoms); errors in "
+    weights = "trained weights" if args.models else "its defaults with random weights (seed 0)"
+    print(f"PONITA at {weights}, rMD17 {args.system} ({len(atoms)} atoms); errors in "
           f"float64 over {args.rotations} random rotations Q; ms per call in float32, median of {args.repeats}, "
           f"{torch.get_num_threads()} threads")  # fmt: skip
-    header = (f"{'N':>4} {'|ΔE| mean meV':>14} {'|ΔE| max meV':>13} {'|ΔF| meV/Å':>11} {'|ΔF| / |F|':>11} "
-              f"{'ms/call':>8}")  # fmt: skip
+    header = (f"{'model':<32} {'N':>4} {'|ΔE| mean meV':>14} {'|ΔE| max meV':>13} {'|ΔF| meV/Å':>11} "
+              f"{'|ΔF| / |F|':>11} {'ms/call':>8}")  # fmt: skip
     print(header)
     print("-" * len(header))
-    for num_orientations in args.orientations:
-        model = ponita(num_orientations)
+    for label, num_orientations, model in models_to_measure(args):
         errors = equivariance_errors(model, atoms, rotations)
         ms = time_calls(atoms, EqffCalculator(model, dtype="float32"), args.repeats)["total_ms"]
-        print(f"{num_orientations:>4} {errors['energy_mean_meV']:>14.4f} {errors['energy_max_meV']:>13.4f} "
+        print(f"{label:<32} {num_orientations:>4} {errors['energy_mean_meV']:>14.4f} {errors['energy_max_meV']:>13.4f} "
               f"{errors['forces_mean_meV_per_A']:>11.4f} {errors['forces_relative']:>11.2e} {ms:>8.2f}", flush=True)
     return 0
