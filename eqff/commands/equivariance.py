@@ -92,8 +92,8 @@ def models_to_measure(args: argparse.Namespace) -> list[tuple[str, int, torch.nn
 def run(args: argparse.Namespace) -> int:
     atoms = benchmark_system(args.system, args.data)
     rotations = random_rotations(args.rotations, seed=0).numpy()
-    weights = "trained weights" if args.models else "its defaults with random weights (seed 0)"
-    print(f"PONITA at {weights}, rMD17 {args.system} ({len(atoms)} atoms); errors in "
+    weights = "with trained weights" if args.models else "at its defaults with random weights (seed 0)"
+    print(f"PONITA {weights}, rMD17 {args.system} ({len(atoms)} atoms); errors in "
           f"float64 over {args.rotations} random rotations Q; ms per call in float32, median of {args.repeats}, "
           f"{torch.get_num_threads()} threads")  # fmt: skip
     header = (f"{'model':<32} {'N':>4} {'|ΔE| mean meV':>14} {'|ΔE| max meV':>13} {'|ΔF| meV/Å':>11} "
