@@ -1,12 +1,15 @@
 """The ``eqff`` command line: one subcommand per module in :mod:`eqff.commands`.
 
 Each command module defines ``HELP`` (one line), ``add_arguments(parser)`` and ``run(args)``.
+Bad input (an :class:`~eqff.errors.EqffError`: a missing or corrupt model file, data file or config,
+an unusable structure) ends any command with one ``error: ...`` line and exit status 1.
 """
 
 import argparse
 import importlib
 
 from eqff import __version__
+from eqff.errors import EqffError
 
 COMMANDS = ("md", "bench", "train", "evaluate", "report", "equivariance")
 """Subcommand names, each the name of a module in :mod:`eqff.commands`."""
@@ -26,7 +29,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.run(args) or 0
+    try:
+        return args.run(args) or 0
+    except EqffError as error:
+        raise SystemExit(f"error: {error}") from None
 
 
 if __name__ == "__main__":

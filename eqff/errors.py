@@ -1,7 +1,16 @@
-"""Exceptions raised by eqff. All are ``ValueError`` subclasses so callers can catch either."""
+"""Exceptions raised by eqff.
+
+Bad input from a user (a structure, a data file, a model file, a training config) raises a subclass
+of :class:`EqffError`; ``eqff``'s command line prints such an error as one ``error: ...`` line.
+All are ``ValueError`` subclasses, so callers can catch either.
+"""
 
 
-class EqffInputError(ValueError):
+class EqffError(ValueError):
+    """Bad input from a user; the message names the problem."""
+
+
+class EqffInputError(EqffError):
     """A structure given to a model or calculator is unusable (NaN positions, bad cell, shapes)."""
 
 
@@ -9,11 +18,11 @@ class UnknownElementError(EqffInputError):
     """A structure contains an element the model was not trained on."""
 
 
-class DataFileError(ValueError):
+class DataFileError(EqffError):
     """A data file is missing, malformed, or holds values that cannot be used."""
 
 
-class ModelFileError(ValueError):
+class ModelFileError(EqffError):
     """A model file is corrupt, truncated, or incompatible with this version of eqff."""
 
 

@@ -11,6 +11,7 @@ import torch
 
 import eqff
 from eqff import EqffCalculator
+from eqff.cli import main
 from eqff.errors import ModelFileError
 from eqff.model_file import FORMAT, FORMAT_VERSION, load_model, read_model_file, save_model, weights_digest
 from eqff.testing import evaluate
@@ -112,6 +113,21 @@ class TestCalculatorFromFile:
     def test_missing_path(self, tmp_path):
         with pytest.raises(ModelFileError, match="no model file"):
             EqffCalculator(tmp_path / "absent.eqff")
+
+
+@pytest.mark.parametrize("command", [
+    ["md", "--steps", "1", "--model"],
+    ["bench", "--repeats", "1", "--model"],
+    ["evaluate", "--dataset", "rmd17", "--molecule", "ethanol"],
+    ["equivariance", "--system", "ethanol", "--models"],
+    ["report"],
+])  # fmt: skip
+def test_every_command_names_a_missing_model_file_in_one_line(tmp_path, command):
+    with pytest.raises(SystemExit) as exit_info:
+        main([*command, str(tmp_path / "absent.eqff")])
+    message = str(exit_info.value.code)
+    assert message.startswith("error: no model file") and "absent.eqff" in message
+    assert "\n" not in message
 
 
 class TestBadFiles:

@@ -58,7 +58,7 @@ def test_a_missing_peers_environment_says_how_to_create_it(tmp_path):
 @pytest.mark.skipif(not HAVE_ETHANOL, reason="rMD17 ethanol not found (set EQFF_DATA)")
 def test_a_tiny_report_of_a_shipped_potential_prints_its_table_and_writes_its_files(tmp_path, capsys, card_test_maes):
     argv = ["report", "painn-ethanol", "--systems", "aspirin", "--repeats", "1", "--rounds", "1",
-            "--nve-ps", "0.01", "--nvt-ps", "0.1", "--output", str(tmp_path)]  # fmt: skip
+            "--nve-ps", "0.01", "--nvt-ps", "0.1", "--data", DATA_ROOT, "--output", str(tmp_path)]  # fmt: skip
     peers_python = os.environ.get("EQFF_PEERS_PYTHON")
     if peers_python:
         argv += ["--peers", "--peers-python", peers_python]

@@ -171,7 +171,7 @@ def run_in_fresh_process(function, *args):
 
 def run(args: argparse.Namespace) -> int:
     devices = args.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
-    models = [args.model] if args.model else args.architectures
+    models = [str(resolve_model_path(args.model))] if args.model else args.architectures
     if not args.model:
         painn = ", ".join(f"{k}={v}" for k, v in REFERENCE_HYPERPARAMETERS["painn"].items())
         print(f"models: random weights; painn: {painn}; others at their defaults")

@@ -90,6 +90,7 @@ def models_to_measure(args: argparse.Namespace) -> list[tuple[str, int, torch.nn
 
 
 def run(args: argparse.Namespace) -> int:
+    models = models_to_measure(args)
     atoms = benchmark_system(args.system, args.data)
     rotations = random_rotations(args.rotations, seed=0).numpy()
     weights = "with trained weights" if args.models else "at its defaults with random weights (seed 0)"
@@ -100,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
               f"{'|ΔF| / |F|':>11} {'ms/call':>8}")  # fmt: skip
     print(header)
     print("-" * len(header))
-    for label, num_orientations, model in models_to_measure(args):
+    for label, num_orientations, model in models:
         errors = equivariance_errors(model, atoms, rotations)
         ms = time_calls(atoms, EqffCalculator(model, dtype="float32"), args.repeats)["total_ms"]
         print(f"{label:<32} {num_orientations:>4} {errors['energy_mean_meV']:>14.4f} {errors['energy_max_meV']:>13.4f} "

@@ -8,7 +8,7 @@ from pydantic import ValidationError
 
 from eqff.data.frames import Frame
 from eqff.data.md17 import MOLECULES
-from eqff.errors import DataFileError, EqffInputError, ModelFileError
+from eqff.errors import DataFileError
 from eqff.model_file import load_model
 from eqff.potential import DTYPES, resolve_device
 from eqff.train.config import DataConfig
@@ -77,17 +77,14 @@ def select_frames(args: argparse.Namespace) -> tuple[list[Frame], str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        device = resolve_device(args.device)
-        model, content = load_model(args.model, DTYPES[args.dtype] if args.dtype else None)
-        frames, description = select_frames(args)
-        frames = frames[: args.max_frames]
-        require_labels(frames, description)
-        print(f"eqff evaluate: model {args.model} on {description}, {len(frames)} frames, "
-              f"{content['dtype'] if args.dtype is None else args.dtype} on {device}", flush=True)
-        report = evaluate(model, frames, args.batch_size, device)
-    except (DataFileError, EqffInputError, ModelFileError) as error:
-        raise SystemExit(f"error: {error}") from None
+    device = resolve_device(args.device)
+    model, content = load_model(args.model, DTYPES[args.dtype] if args.dtype else None)
+    frames, description = select_frames(args)
+    frames = frames[: args.max_frames]
+    require_labels(frames, description)
+    print(f"eqff evaluate: model {args.model} on {description}, {len(frames)} frames, "
+          f"{content['dtype'] if args.dtype is None else args.dtype} on {device}", flush=True)
+    report = evaluate(model, frames, args.batch_size, device)
     print(f"{'':<8} {'unit':<12} {'MAE':>10} {'RMSE':>10}")
     for quantity, units in (("energy", (("meV", "meV"), ("kcal/mol", "kcal_per_mol"))),
                             ("forces", (("meV/Å", "meV_per_A"), ("kcal/mol/Å", "kcal_per_mol_per_A")))):

@@ -22,7 +22,6 @@ import numpy as np
 import torch
 
 from eqff.commands.bench import WATER_BOXES, benchmark_system, run_in_fresh_process, time_row
-from eqff.errors import DataFileError, ModelFileError
 from eqff.model_file import shipped_potentials
 from eqff.model_report import (
     NVE_DTYPE, NVT_DTYPE, TIMESTEP, NVEResult, NVTResult, errors_on_test_set, nve_drift, nvt_stability, training_data,
@@ -132,10 +131,7 @@ def speed_ratios(models: list[str], speeds: dict[str, dict[str, float]]) -> list
 def run(args: argparse.Namespace) -> int:
     models = args.models or shipped_potentials()
     peers = PEERS if args.peers else ()
-    try:
-        data = {model: training_data(model) for model in models}
-    except ModelFileError as error:
-        raise SystemExit(f"error: {error}") from None
+    data = {model: training_data(model) for model in models}
     if peers:
         check_peers_python(args.peers_python)
     print(f"eqff report: {len(models)} models{' and peers ' + ', '.join(peers) if peers else ''}; "
@@ -147,10 +143,7 @@ def run(args: argparse.Namespace) -> int:
     errors, nve, nvt = {}, {}, {}
     for model in models:
         print(f"{model}: rMD17 {data[model].molecule} split {data[model].split}", flush=True)
-        try:
-            errors[model] = errors_on_test_set(model, data[model], args.data)
-        except DataFileError as error:
-            raise SystemExit(f"error: {error}") from None
+        errors[model] = errors_on_test_set(model, data[model], args.data)
         nve[model] = nve_drift(model, data[model], args.nve_ps, args.data)
         nvt[model] = nvt_stability(model, data[model], args.nvt_ps, args.data)
     rows = table(models, {m: d.molecule for m, d in data.items()}, errors, speeds, nve, nvt)

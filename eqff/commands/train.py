@@ -2,8 +2,7 @@
 
 import argparse
 
-from eqff.errors import DataFileError, EqffInputError
-from eqff.train.config import ConfigError, load_config
+from eqff.train.config import load_config
 from eqff.train.run import SPLIT_FILE, train
 
 HELP = "train a force field from a YAML config (rMD17, MD17 or extxyz data), with resumable checkpoints"
@@ -30,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
               f"{data.num_train} train + {data.num_validation} validation frames, {config.dtype} on {config.device}, "
               f"run folder {config.run_dir}{' (resuming)' if args.resume else ''}", flush=True)
         result = train(config, resume=args.resume, data_root=args.data_root, progress_bar=not args.no_progress)
-    except (ConfigError, DataFileError, EqffInputError, FileExistsError, FileNotFoundError) as error:
+    except (FileExistsError, FileNotFoundError) as error:  # a run folder that exists, or none to resume
         raise SystemExit(f"error: {error}") from None
     if result is None:  # a non-zero rank of a multi-process run
         return 0

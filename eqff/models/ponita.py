@@ -20,9 +20,9 @@ averaged over the layers; forces come from :mod:`eqff.nn.forces`.
 The energy is invariant under rotations and reflections up to the discretisation of the sphere:
 the error falls as N grows (see ``tests/test_ponita.py``). Translation and permutation
 invariance, smoothness at the cutoff and conservation are exact. The error also grows as the
-kernels sharpen in training, more so as eqff trains without randomly rotated copies of the data
-(the reference rotates every training batch): check a trained model's error at the grid size
-it will run with, e.g. with :func:`eqff.testing.check_rotation_invariance` and a tolerance.
+kernels sharpen in training, which is why PONITA's configs turn every training frame by a random
+rotation (``training.random_rotations``), as the reference does: measure a trained model's error
+at the grid size it will run with, with ``eqff equivariance --models FILE``.
 
 ``num_orientations = 0`` gives PNITA, the paper's model on R³ alone: the only invariant is the
 distance, the features are (n, 1, C) and there is no convolution over the sphere. It is exactly

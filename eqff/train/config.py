@@ -18,11 +18,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from eqff.data.md17 import MOLECULES
 from eqff.data.units import ENERGY_UNITS, LENGTH_UNITS
+from eqff.errors import EqffError
 from eqff.models import ARCHITECTURES
 from eqff.train.loss import LossKind
 
 
-class ConfigError(ValueError):
+class ConfigError(EqffError):
     """A training configuration file is unreadable or invalid; the message names the file and keys."""
 
 
