@@ -38,7 +38,7 @@ from eqff.train.dataset import frame_to_graph
 from eqff.train.lightning import MONITOR, ConfiguredEarlyStopping, LitPotential
 from eqff.train.loss import EnergyForceLoss
 from eqff.train.metrics import evaluate
-from eqff.train.run import build_initial_model, keep_earlier_metrics, split_frames, train
+from eqff.train.run import RunFolderError, build_initial_model, keep_earlier_metrics, split_frames, train
 from eqff.train.splits import random_split, read_split
 from eqff.train.stats import energy_statistics
 
@@ -236,9 +236,9 @@ def test_tiny_run_lowers_the_loss_and_writes_its_folder(tiny_run):
 
 def test_new_run_refuses_an_existing_folder_and_resume_needs_one(tiny_run, tmp_path):
     config, _ = tiny_run
-    with pytest.raises(FileExistsError, match="--resume"):
+    with pytest.raises(RunFolderError, match="--resume"):
         train(config, progress_bar=False)
-    with pytest.raises(FileNotFoundError, match="cannot resume"):
+    with pytest.raises(RunFolderError, match="cannot resume"):
         train(parse_config(tiny_config(tmp_path, name="never-ran")), resume=True, progress_bar=False)
 
 
@@ -486,6 +486,8 @@ def test_cli_train_and_evaluate(tmp_path, capsys, monkeypatch):
     config.write_text(yaml.safe_dump(tiny_config(tmp_path, name="cli", max_epochs=1), allow_unicode=True))
     assert main(["train", str(config), "--no-progress"]) == 0
     assert "epochs/hour" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="^error: .*already holds a run; continue it with --resume"):
+        main(["train", str(config), "--no-progress"])
     model = tmp_path / "cli" / "cli.eqff"
     report = tmp_path / "report.json"
     monkeypatch.setenv("EQFF_DATA", DATA_ROOT)

@@ -21,16 +21,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        config = load_config(args.config, args.overrides)
-        data = config.data
-        source = data.path if data.dataset == "extxyz" else f"{data.dataset} {data.molecule}"
-        print(f"eqff train: {config.name}: {config.model.architecture} on {source}, "
-              f"{data.num_train} train + {data.num_validation} validation frames, {config.dtype} on {config.device}, "
-              f"run folder {config.run_dir}{' (resuming)' if args.resume else ''}", flush=True)
-        result = train(config, resume=args.resume, data_root=args.data_root, progress_bar=not args.no_progress)
-    except (FileExistsError, FileNotFoundError) as error:  # a run folder that exists, or none to resume
-        raise SystemExit(f"error: {error}") from None
+    config = load_config(args.config, args.overrides)
+    data = config.data
+    source = data.path if data.dataset == "extxyz" else f"{data.dataset} {data.molecule}"
+    print(f"eqff train: {config.name}: {config.model.architecture} on {source}, "
+          f"{data.num_train} train + {data.num_validation} validation frames, {config.dtype} on {config.device}, "
+          f"run folder {config.run_dir}{' (resuming)' if args.resume else ''}", flush=True)
+    result = train(config, resume=args.resume, data_root=args.data_root, progress_bar=not args.no_progress)
     if result is None:  # a non-zero rank of a multi-process run
         return 0
     epochs_run = len(result.epoch_seconds)

@@ -31,6 +31,7 @@ from torch import nn
 
 from eqff.data.frames import Frame
 from eqff.data.graph import collate
+from eqff.errors import EqffError
 from eqff.model_file import MODEL_FILE_SUFFIX, read_model_file, save_model
 from eqff.models import architecture_name, build_model
 from eqff.potential import DTYPES
@@ -161,14 +162,23 @@ def load_initial_weights(path: str, model: nn.Module) -> nn.Module:
     return model
 
 
+class RunFolderError(EqffError):
+    """A new run's folder already holds a run, or a resumed run's folder holds no checkpoint."""
+
+
 def prepare_run_dir(config: RunConfig, resume: bool) -> Path:
-    """Check the run folder against ``resume`` and write ``config.yaml``; return the folder."""
+    """Check the run folder against ``resume`` and write ``config.yaml``; return the folder.
+
+    Raises:
+        RunFolderError: ``resume`` is False and the folder holds a run, or True and it holds none.
+        ConfigError: a resumed run's config changed a setting that must stay fixed.
+    """
     run_dir = config.run_dir
     last = run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT
     if resume and not last.is_file():
-        raise FileNotFoundError(f"cannot resume: {last} does not exist")
+        raise RunFolderError(f"cannot resume: {last} does not exist")
     if not resume and rank_zero_only.rank == 0 and (run_dir / CHECKPOINT_DIR).exists():
-        raise FileExistsError(
+        raise RunFolderError(
             f"{run_dir} already holds a run; continue it with --resume, or change 'name' or 'output_dir'"
         )
     saved = run_dir / CONFIG_FILE
