@@ -5,6 +5,15 @@ of :class:`EqffError`; ``eqff``'s command line prints such an error as one ``err
 All are ``ValueError`` subclasses, so callers can catch either.
 """
 
+from collections.abc import Iterable
+
+from ase.data import chemical_symbols
+
+
+def element_names(atomic_numbers: Iterable[int]) -> str:
+    """Elements as error messages name them: symbols with atomic numbers, sorted, e.g. ``C (6), S (16)``."""
+    return ", ".join(f"{chemical_symbols[z]} ({z})" for z in sorted({int(z) for z in atomic_numbers}))
+
 
 class EqffError(ValueError):
     """Bad input from a user; the message names the problem."""

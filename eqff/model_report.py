@@ -51,16 +51,17 @@ def training_data(model: str) -> TrainingData:
     """The rMD17 molecule and split in ``model``'s metadata.
 
     Raises:
-        ModelFileError: the model was not trained on rMD17 (the report compares against rMD17's
+        ModelFileError: the model was not trained on one rMD17 molecule (the report compares against rMD17's
             test frames and reference distributions).
     """
-    dataset = read_model_file(model)["metadata"].get("dataset") or {}
-    if dataset.get("dataset") != "rmd17":
+    sources = read_model_file(model)["metadata"].get("dataset") or []
+    if len(sources) != 1 or sources[0].get("dataset") != "rmd17":
+        recorded = ", ".join(f"{s.get('dataset')} {s.get('molecule') or s.get('path')}" for s in sources) or "none"
         raise ModelFileError(
-            f"{model}: eqff report needs a model trained on rMD17 (its test set and reference frames), "
-            f"but the model file records training data {dataset.get('dataset', 'none')!r}"
+            f"{model}: eqff report needs a model trained on one rMD17 molecule (its test set and reference "
+            f"frames), but the model file records training data: {recorded}"
         )
-    return TrainingData(dataset["molecule"], int(dataset["split"]))
+    return TrainingData(sources[0]["molecule"], int(sources[0]["split"]))
 
 
 def errors_on_test_set(model: str, data: TrainingData, root: str | None) -> dict[str, float | int]:

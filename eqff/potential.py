@@ -12,13 +12,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from ase.data import chemical_symbols
 from torch import nn
 
 from eqff.allocator import retain_freed_memory
 from eqff.data import keys
 from eqff.data.graph import structure_to_graph
-from eqff.errors import EqffInputError, UnknownElementError
+from eqff.errors import EqffInputError, UnknownElementError, element_names
 from eqff.model_file import load_model
 from eqff.neighbours import NeighbourListCache
 from eqff.nn.forces import energy_forces_stress
@@ -88,7 +87,7 @@ class Potential:
         unknown = sorted(set(np.unique(atomic_numbers).tolist()) - self.elements)
         if unknown:
             raise UnknownElementError(
-                f"elements {_symbols(unknown)} are not among those this model was trained on {_symbols(self.elements)}"
+                f"elements {element_names(unknown)} are not among those this model was trained on ({element_names(self.elements)})"
             )
 
     def __call__(
@@ -121,11 +120,6 @@ class Potential:
             result[keys.STRESS] = out[keys.STRESS][0].detach().double().cpu().numpy()
         self.timings = Timings(neighbour_list=built - start, model=_now(self.device) - built)
         return result
-
-
-def _symbols(atomic_numbers) -> list[str]:
-    """Chemical symbols with atomic numbers, e.g. ``['Cl (17)']``, sorted by atomic number."""
-    return [f"{chemical_symbols[z]} ({z})" for z in sorted(atomic_numbers)]
 
 
 def _now(device: torch.device) -> float:

@@ -1,13 +1,13 @@
 """Every shipped potential: a model file that loads without unpickling code, its split file, and a
 card whose figures agree with the model file's metadata and with the README's table."""
 
-import json
 from pathlib import Path
 
 import pytest
 import torch
 
 from eqff.model_file import SHIPPED_POTENTIALS_DIR, load_model, shipped_potentials
+from eqff.train.splits import read_split
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 POTENTIALS = shipped_potentials()
@@ -28,15 +28,16 @@ def test_model_file_loads_with_weights_only(name):
 @pytest.mark.parametrize("name", POTENTIALS)
 def test_split_file_is_the_one_the_model_was_trained_on(name):
     metadata = load_model(SHIPPED_POTENTIALS_DIR / f"{name}.eqff")[1]["metadata"]
-    split = json.loads((SHIPPED_POTENTIALS_DIR / f"{name}.split.json").read_text())
-    assert split["data"] == metadata["config"]["data"]
-    assert len(split["train"]) == metadata["config"]["data"]["num_train"]
+    sources = read_split(SHIPPED_POTENTIALS_DIR / f"{name}.split.json")
+    assert [source["data"] for source in sources] == metadata["config"]["data"]
+    assert [len(source["train"]) for source in sources] == [data["num_train"] for data in metadata["config"]["data"]]
 
 
 @pytest.mark.parametrize("name", POTENTIALS)
 def test_card_gives_the_evaluate_command_its_table_and_the_validation_error(name):
     metadata = load_model(SHIPPED_POTENTIALS_DIR / f"{name}.eqff")[1]["metadata"]
-    molecule = metadata["config"]["data"]["molecule"]
+    [data] = metadata["config"]["data"]  # one rMD17 molecule
+    molecule = data["molecule"]
     card = (SHIPPED_POTENTIALS_DIR / f"{name}.md").read_text()
     assert f"eqff evaluate {name} --dataset rmd17 --molecule {molecule} --split 1 --part test" in card
     assert f"eqff evaluate: model {name} on rMD17 {molecule} test_01, 1000 frames" in card

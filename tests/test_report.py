@@ -45,8 +45,12 @@ def test_speed_ratio_is_the_peers_time_over_the_models():
 
 
 def test_a_model_not_trained_on_rmd17_is_refused_with_its_training_data_named(tmp_path, painn_model):
-    path = save_model(tmp_path / "own-data.eqff", painn_model, {"dataset": {"dataset": "extxyz"}})
-    with pytest.raises(ModelFileError, match="needs a model trained on rMD17.*'extxyz'"):
+    path = save_model(tmp_path / "own-data.eqff", painn_model, {"dataset": [{"dataset": "extxyz", "path": "own.xyz"}]})
+    with pytest.raises(ModelFileError, match="needs a model trained on one rMD17 molecule.*extxyz own.xyz"):
+        training_data(str(path))
+    sources = [{"dataset": "rmd17", "molecule": molecule, "split": 1} for molecule in ("ethanol", "uracil")]
+    path = save_model(tmp_path / "two.eqff", painn_model, {"dataset": sources})
+    with pytest.raises(ModelFileError, match="rmd17 ethanol, rmd17 uracil"):
         training_data(str(path))
 
 

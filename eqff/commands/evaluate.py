@@ -13,7 +13,7 @@ from eqff.model_file import load_model
 from eqff.potential import DTYPES, resolve_device
 from eqff.train.config import DataConfig
 from eqff.train.dataset import describe_source, read_frames, require_labels
-from eqff.train.metrics import evaluate
+from eqff.train.metrics import ErrorAccumulator, error_report, evaluate_errors
 from eqff.train.splits import PARTS, read_split
 
 HELP = "energy and force MAE/RMSE (meV, kcal/mol) of a model on rMD17, MD17, extxyz or a run's split"
@@ -48,8 +48,21 @@ def _data_config(content: dict) -> DataConfig:
         raise DataFileError("; ".join(e["msg"].removeprefix("Value error, ") for e in error.errors())) from None
 
 
-def select_frames(args: argparse.Namespace) -> tuple[list[Frame], str]:
-    """The frames the arguments choose, and a description of them."""
+def split_file_frames(path: str, part: str, root: str | None) -> list[tuple[str, list[Frame], str]]:
+    """``part`` of each source of a run's split file: (label, frames, description) per source."""
+    groups = []
+    for record in read_split(path):
+        data = _data_config(record["data"])
+        if part == "test" and record["test"] is None:
+            groups.append((data.label, read_frames(data, "test", root), describe_source(data, "test")))
+        else:
+            pool = read_frames(data, "train", root)
+            groups.append((data.label, [pool[i] for i in record[part]], f"{record['pool']}, {part} frames of {path}"))
+    return groups
+
+
+def select_frames(args: argparse.Namespace) -> list[tuple[str, list[Frame], str]]:
+    """The frames the arguments choose: (label, frames, description) per data source."""
     sources = [flag for flag, value in (("--dataset", args.dataset), ("--extxyz", args.extxyz),
                                         ("--split-file", args.split_file)) if value]
     if len(sources) != 1:
@@ -57,34 +70,45 @@ def select_frames(args: argparse.Namespace) -> tuple[list[Frame], str]:
                             + (f" (got {', '.join(sources)})" if sources else ""))
     part = args.part or "test"
     if args.split_file:
-        record = read_split(args.split_file)
-        data = _data_config(record["data"])
-        if part == "test" and record["test"] is None:
-            return read_frames(data, "test", args.data_root), describe_source(data, "test")
-        pool = read_frames(data, "train", args.data_root)
-        return [pool[i] for i in record[part]], f"{record['pool']}, {part} frames of {args.split_file}"
+        return split_file_frames(args.split_file, part, args.data_root)
     if args.extxyz:
         data = _data_config(dict(
             dataset="extxyz", path=str(Path(args.extxyz).resolve()), energy_key=args.energy_key,
             forces_key=args.forces_key, energy_unit=args.energy_unit, length_unit=args.length_unit,
         ))
-        return read_frames(data, root=args.data_root), describe_source(data)
+        return [(data.label, read_frames(data, root=args.data_root), describe_source(data))]
     data = _data_config(dict(dataset=args.dataset, molecule=args.molecule, split=args.split))
     if data.dataset == "rmd17" and part == "validation":
         raise DataFileError("rMD17 validation frames are chosen at training time: "
                             "use --split-file with --part validation")
-    return read_frames(data, part, args.data_root), describe_source(data, part)
+    return [(data.label, read_frames(data, part, args.data_root), describe_source(data, part))]
+
+
+def print_sources_table(reports: dict[str, dict], overall: dict) -> None:
+    """One row of MAEs per data source and one for all frames together."""
+    print(f"{'source':<16} {'frames':>7} {'E MAE meV':>10} {'E RMSE meV':>11} {'F MAE meV/Å':>12} {'F RMSE meV/Å':>13}")
+    for label, report in [*reports.items(), ("all", overall)]:
+        print(f"{label:<16} {report['num_frames']:>7} {report['energy_mae_meV']:>10.3f} "
+              f"{report['energy_rmse_meV']:>11.3f} {report['forces_mae_meV_per_A']:>12.3f} "
+              f"{report['forces_rmse_meV_per_A']:>13.3f}")
 
 
 def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     model, content = load_model(args.model, DTYPES[args.dtype] if args.dtype else None)
-    frames, description = select_frames(args)
-    frames = frames[: args.max_frames]
-    require_labels(frames, description)
-    print(f"eqff evaluate: model {args.model} on {description}, {len(frames)} frames, "
+    groups = [(label, frames[: args.max_frames], description) for label, frames, description in select_frames(args)]
+    for _, frames, description in groups:
+        require_labels(frames, description)
+    print(f"eqff evaluate: model {args.model} on {'; '.join(description for _, _, description in groups)}, "
+          f"{sum(len(frames) for _, frames, _ in groups)} frames, "
           f"{content['dtype'] if args.dtype is None else args.dtype} on {device}", flush=True)
-    report = evaluate(model, frames, args.batch_size, device)
+    errors = {label: evaluate_errors(model, frames, args.batch_size, device) for label, frames, _ in groups}
+    report = error_report(ErrorAccumulator.total([e for e, _ in errors.values()]),
+                          ErrorAccumulator.total([f for _, f in errors.values()]))
+    per_source = {label: error_report(*accumulators) for label, accumulators in errors.items()}
+    if len(groups) > 1:
+        print_sources_table(per_source, report)
+        print("over all frames:")
     print(f"{'':<8} {'unit':<12} {'MAE':>10} {'RMSE':>10}")
     for quantity, units in (("energy", (("meV", "meV"), ("kcal/mol", "kcal_per_mol"))),
                             ("forces", (("meV/Å", "meV_per_A"), ("kcal/mol/Å", "kcal_per_mol_per_A")))):
@@ -93,7 +117,9 @@ def run(args: argparse.Namespace) -> int:
                   f"{report[f'{quantity}_rmse_{suffix}']:>10.3f}")
     print(f"frames   {report['num_frames']} (energy errors per molecule, force errors per component)")
     if args.json:
-        content = {"model": str(args.model), "data": description, **report}
+        content = {"model": str(args.model), "data": "; ".join(d for _, _, d in groups), **report}
+        if len(groups) > 1:
+            content["sources"] = per_source
         Path(args.json).write_text(json.dumps(content, indent=1) + "\n")
         print(f"wrote {args.json}")
     return 0

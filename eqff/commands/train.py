@@ -22,10 +22,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     config = load_config(args.config, args.overrides)
-    data = config.data
-    source = data.path if data.dataset == "extxyz" else f"{data.dataset} {data.molecule}"
-    print(f"eqff train: {config.name}: {config.model.architecture} on {source}, "
-          f"{data.num_train} train + {data.num_validation} validation frames, {config.dtype} on {config.device}, "
+    sources = ", ".join(
+        f"{data.path if data.dataset == 'extxyz' else f'{data.dataset} {data.molecule}'} "
+        f"({data.num_train} train + {data.num_validation} validation frames)"
+        for data in config.data
+    )
+    print(f"eqff train: {config.name}: {config.model.architecture} on {sources}, {config.dtype} on {config.device}, "
           f"run folder {config.run_dir}{' (resuming)' if args.resume else ''}", flush=True)
     result = train(config, resume=args.resume, data_root=args.data_root, progress_bar=not args.no_progress)
     if result is None:  # a non-zero rank of a multi-process run

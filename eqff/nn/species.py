@@ -3,7 +3,7 @@
 import torch
 from torch import nn
 
-from eqff.errors import UnknownElementError
+from eqff.errors import UnknownElementError, element_names
 from eqff.nn.scatter import scatter_sum
 
 MAX_ATOMIC_NUMBER = 118
@@ -23,6 +23,7 @@ class SpeciesIndex(nn.Module):
         if len(set(elements)) != len(elements) or not all(1 <= z <= MAX_ATOMIC_NUMBER for z in elements):
             raise ValueError(f"elements must be distinct atomic numbers in 1..{MAX_ATOMIC_NUMBER}, got {elements}")
         self.elements = list(elements)
+        self.known_elements = element_names(elements)  # for the error message (TorchScript cannot call it)
         self.max_atomic_number = MAX_ATOMIC_NUMBER
         lookup = torch.full((MAX_ATOMIC_NUMBER + 1,), -1, dtype=torch.long)
         lookup[torch.tensor(elements, dtype=torch.long)] = torch.arange(len(elements))
@@ -35,7 +36,7 @@ class SpeciesIndex(nn.Module):
         # checks the frames' elements before training (eqff.nn.forces.compiled_energy_forces)
         if not torch.compiler.is_compiling() and not bool((in_range & (index >= 0)).all()):
             raise UnknownElementError(
-                "the structure holds atomic numbers this model was not trained on; it knows " + str(self.elements)
+                "the structure holds elements this model was not trained on; it knows " + self.known_elements
             )
         return index
 

@@ -11,7 +11,7 @@ import inspect
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -46,6 +46,8 @@ class DataConfig(_Section):
         num_train, num_validation: numbers of training and validation frames.
         seed: seed of the split permutation (``numpy.random.default_rng(seed).permutation``).
         root: data root; default ``$EQFF_DATA`` (the ``--data-root`` option overrides both).
+
+    A run may train on several sources at once (``data`` a list of them): see :attr:`label`.
     """
 
     dataset: Literal["rmd17", "md17", "extxyz"]
@@ -99,6 +101,16 @@ class DataConfig(_Section):
             raise ValueError("rMD17 train files hold 1000 frames: num_train + num_validation must be <= 1000")
         return self
 
+    @property
+    def label(self) -> str:
+        """The source's short name in logs and per-source errors: the molecule for rMD17
+        (``aspirin``), ``md17-<molecule>`` for MD17, the file name without suffix for extxyz."""
+        if self.dataset == "rmd17":
+            return self.molecule
+        if self.dataset == "md17":
+            return f"md17-{self.molecule}"
+        return Path(self.path).stem
+
 
 class ModelConfig(_Section):
     """The model to train.
@@ -109,8 +121,10 @@ class ModelConfig(_Section):
         initial_weights: a model file (path, or the name of a shipped potential) whose weights,
             buffers included (energy offsets and scale, fitted scale factors), start the run
             instead of a fresh initialisation: to go on training a finished run with a new
-            schedule, or to fine-tune a potential. Its architecture, hyperparameters and elements
-            must be those of this section.
+            schedule, or to fine-tune a potential on new frames. Its architecture and
+            hyperparameters must be those of this section; the model keeps the file's elements,
+            and the training frames may hold only those. The energy offsets are refitted on the
+            training frames before the first step (:func:`eqff.train.stats.refit_energy_offsets`).
     """
 
     architecture: str = "painn"
@@ -224,6 +238,8 @@ class RunConfig(_Section):
         device: ``cpu``, ``cuda`` or ``auto``; num_devices > 1 with strategy ``ddp`` trains on
             several devices (one process each).
         dtype: floating dtype of model and positions (labels stay float64).
+        data: the training data: one source (a mapping) or several (a list of mappings, each
+            split on its own; their training frames are trained on together).
     """
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -233,12 +249,26 @@ class RunConfig(_Section):
     num_devices: int = Field(1, gt=0)
     strategy: Literal["auto", "ddp"] = "auto"
     dtype: Literal["float32", "float64"] = "float32"
-    data: DataConfig
+    data: list[DataConfig] = Field(min_length=1)
     model: ModelConfig = Field(default_factory=ModelConfig)
     loss: LossConfig = Field(default_factory=LossConfig)
     optimiser: OptimiserConfig = Field(default_factory=OptimiserConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
+
+    @field_validator("data", mode="before")
+    @classmethod
+    def _one_source_or_several(cls, data: Any) -> Any:
+        return [data] if isinstance(data, dict) else data
+
+    @field_validator("data")
+    @classmethod
+    def _distinct_labels(cls, sources: list[DataConfig]) -> list[DataConfig]:
+        labels = [source.label for source in sources]
+        repeated = sorted({label for label in labels if labels.count(label) > 1})
+        if repeated:
+            raise ValueError(f"each data source must be named once; repeated: {', '.join(repeated)}")
+        return sources
 
     @model_validator(mode="after")
     def _cosine_needs_epochs(self) -> "RunConfig":
@@ -260,18 +290,26 @@ def _section_fields(loc: tuple) -> set[str]:
     """Names allowed at the parent of ``loc`` (for suggestions on unknown keys)."""
     model: type[BaseModel] = RunConfig
     for part in loc[:-1]:
+        if isinstance(part, int):  # an item of a list of sections
+            continue
         annotation = model.model_fields[part].annotation
+        if get_origin(annotation) is list:
+            annotation = get_args(annotation)[0]
         if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
             return set()
         model = annotation
     return set(model.model_fields)
 
 
-def _describe(error: dict) -> str:
-    loc = tuple(str(part) for part in error["loc"])
-    where = ".".join(loc) or "(top level)"
+def _describe(error: dict, one_source: bool) -> str:
+    """One line naming the key of a validation error; ``one_source``: ``data`` was a mapping,
+    so the index pydantic reports for its (implicit) list is left out."""
+    loc = tuple(error["loc"])
+    if one_source and loc[:2] == ("data", 0):
+        loc = ("data", *loc[2:])
+    where = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc).lstrip(".") or "(top level)"
     if error["type"] == "extra_forbidden":
-        return f"unknown key '{where}'{_suggestion(loc[-1], _section_fields(loc))}"
+        return f"unknown key '{where}'{_suggestion(str(loc[-1]), _section_fields(loc))}"
     message = error["msg"].removeprefix("Value error, ")
     return f"{where}: {message}"
 
@@ -283,7 +321,8 @@ def parse_config(content: Any, source: str = "<config>") -> RunConfig:
     try:
         return RunConfig.model_validate(content)
     except ValidationError as error:
-        problems = "\n".join(f"  {_describe(e)}" for e in error.errors())
+        one_source = isinstance(content.get("data"), dict)
+        problems = "\n".join(f"  {_describe(e, one_source)}" for e in error.errors())
         raise ConfigError(f"{source}: invalid training config:\n{problems}") from None
 
 

@@ -10,7 +10,7 @@ checkpoint by this module: Lightning would step it after the epoch's checkpoint 
 does not replay that step on resume, so a resumed run would lag one step behind.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import lightning.pytorch as pl
@@ -29,8 +29,13 @@ from eqff.train.loss import EnergyForceLoss
 from eqff.train.metrics import MEV, ErrorAccumulator
 
 MONITOR = "val/forces_mae"
-"""Validation force MAE per component, meV/Å (with the EMA weights when EMA is on): drives the
-plateau schedule, early stopping and the choice of the best model."""
+"""Validation force MAE per component, meV/Å (with the EMA weights when EMA is on), over the
+validation frames of all sources: drives the plateau schedule, early stopping and the choice of
+the best model."""
+
+ELEMENTS_KEY = "eqff_elements"
+"""Checkpoint entry holding the model's elements (atomic numbers), which a resumed run rebuilds
+the model with."""
 
 
 class LitPotential(pl.LightningModule):
@@ -46,11 +51,13 @@ class LitPotential(pl.LightningModule):
         rotation_seed: rotate every training frame at random (:mod:`eqff.train.augment`), with
             the rotations of step s drawn from seed ``rotation_seed + s``, so that a resumed run
             draws the same ones; ``None``: no rotations. Validation frames are never rotated.
+        source_labels: the name of each validation loader's data source, in loader order.
 
     Logged: ``train/loss`` (progress bar), its unweighted terms ``train/energy_loss`` and
     ``train/forces_loss`` (in the units of the loss's kind), ``val/loss``, ``val/energy_mae``
     and ``val/energy_rmse`` (meV per frame), ``val/forces_mae`` and ``val/forces_rmse`` (meV/Å
-    per component).
+    per component), all over every source's validation frames; with several sources also
+    ``val/<label>/energy_mae`` and ``val/<label>/forces_mae`` for each.
     """
 
     def __init__(
@@ -62,6 +69,7 @@ class LitPotential(pl.LightningModule):
         max_epochs: int | None,
         compile: bool = False,
         rotation_seed: int | None = None,
+        source_labels: Sequence[str] = ("data",),
     ) -> None:
         super().__init__()
         self.model = model
@@ -71,8 +79,10 @@ class LitPotential(pl.LightningModule):
         self.max_epochs = max_epochs
         self.training_energy_forces = compiled_energy_forces(model) if compile else self.forward
         self.rotation_seed = rotation_seed
-        self.val_energy = ErrorAccumulator()
-        self.val_forces = ErrorAccumulator()
+        self.source_labels = list(source_labels)
+        self.val_energy = [ErrorAccumulator() for _ in self.source_labels]  # one per source
+        self.val_forces = [ErrorAccumulator() for _ in self.source_labels]
+        self.val_loss_sums = torch.zeros(2, dtype=torch.float64)  # Σ loss × frames, frames
         self.scheduler: torch.optim.lr_scheduler.LRScheduler | torch.optim.lr_scheduler.ReduceLROnPlateau | None = None
         self._scheduler_state: dict | None = None  # from a checkpoint, applied once the scheduler exists
 
@@ -91,25 +101,35 @@ class LitPotential(pl.LightningModule):
         return losses["loss"]
 
     def on_validation_epoch_start(self) -> None:
-        self.val_energy, self.val_forces = ErrorAccumulator(), ErrorAccumulator()
+        self.val_energy = [ErrorAccumulator() for _ in self.source_labels]
+        self.val_forces = [ErrorAccumulator() for _ in self.source_labels]
+        self.val_loss_sums = torch.zeros(2, dtype=torch.float64, device=self.device)  # Σ loss × frames, frames
 
-    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
         predicted = self(batch)
         losses = self.loss(predicted, batch)
-        self.log("val/loss", losses["loss"], batch_size=batch[keys.ENERGY].shape[0], sync_dist=True)
-        self.val_energy.update(predicted[keys.ENERGY], batch[keys.ENERGY])
-        self.val_forces.update(predicted[keys.FORCES], batch[keys.FORCES])
+        size = batch[keys.ENERGY].shape[0]
+        self.val_loss_sums += torch.stack([losses["loss"].detach().double() * size, self.val_loss_sums.new_tensor(size)])
+        self.val_energy[dataloader_idx].update(predicted[keys.ENERGY], batch[keys.ENERGY])
+        self.val_forces[dataloader_idx].update(predicted[keys.FORCES], batch[keys.FORCES])
 
     def on_validation_epoch_end(self) -> None:
-        for errors in (self.val_energy, self.val_forces):  # sums over all processes
+        for errors in self.val_energy + self.val_forces:  # sums over all processes
             errors.sums = self.trainer.strategy.reduce(errors.sums, reduce_op="sum")
+        loss_sum, frames = self.trainer.strategy.reduce(self.val_loss_sums, reduce_op="sum")
+        energy, forces = ErrorAccumulator.total(self.val_energy), ErrorAccumulator.total(self.val_forces)
         log = dict(sync_dist=True)  # every process holds the same values: averaging keeps them
-        self.log("val/energy_mae", self.val_energy.mae / MEV, **log)
-        self.log("val/energy_rmse", self.val_energy.rmse / MEV, **log)
-        self.log(MONITOR, self.val_forces.mae / MEV, prog_bar=True, **log)
-        self.log("val/forces_rmse", self.val_forces.rmse / MEV, **log)
+        self.log("val/loss", loss_sum / frames, **log)
+        self.log("val/energy_mae", energy.mae / MEV, **log)
+        self.log("val/energy_rmse", energy.rmse / MEV, **log)
+        self.log(MONITOR, forces.mae / MEV, prog_bar=True, **log)
+        self.log("val/forces_rmse", forces.rmse / MEV, **log)
+        if len(self.source_labels) > 1:
+            for label, source_energy, source_forces in zip(self.source_labels, self.val_energy, self.val_forces):
+                self.log(f"val/{label}/energy_mae", source_energy.mae / MEV, **log)
+                self.log(f"val/{label}/forces_mae", source_forces.mae / MEV, **log)
         if self.trainer.state.fn == TrainerFn.FITTING and not self.trainer.sanity_checking:
-            self._step_scheduler(self.val_forces.mae / MEV)
+            self._step_scheduler(forces.mae / MEV)
 
     def optimizer_step(
         self,
@@ -141,6 +161,7 @@ class LitPotential(pl.LightningModule):
             self.scheduler.step()
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[ELEMENTS_KEY] = list(self.model.elements)
         if self.scheduler is not None:
             checkpoint["eqff_lr_scheduler"] = self.scheduler.state_dict()
 

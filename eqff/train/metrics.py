@@ -4,13 +4,15 @@ Errors accumulate as float64 sums (|e|, e², count), which add exactly across ba
 across processes, so the epoch MAE is over all frames or components, not a mean of batch means.
 """
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
 from eqff.data import keys
 from eqff.data.frames import Frame
 from eqff.data.units import KCAL_PER_MOL, energy_unit_factor
-from eqff.errors import UnknownElementError
+from eqff.errors import UnknownElementError, element_names
 from eqff.nn.forces import energy_forces_stress
 from eqff.train.dataset import GraphDataset, make_loader
 
@@ -29,6 +31,15 @@ class ErrorAccumulator:
         error = predicted.detach().to(torch.float64) - target.detach().to(torch.float64)
         sums = torch.stack([error.abs().sum(), error.square().sum(), error.new_tensor(error.numel())])
         self.sums = sums if self.sums is None else self.sums + sums
+
+    @classmethod
+    def total(cls, accumulators: Sequence["ErrorAccumulator"]) -> "ErrorAccumulator":
+        """One accumulator holding the errors of all ``accumulators`` (those without errors skipped)."""
+        total = cls()
+        for accumulator in accumulators:
+            if accumulator.sums is not None:
+                total.sums = accumulator.sums if total.sums is None else total.sums + accumulator.sums
+        return total
 
     @property
     def count(self) -> int:
@@ -64,17 +75,16 @@ def check_elements(model: nn.Module, frames: list[Frame]) -> None:
     unknown = sorted(present - set(model.elements))
     if unknown:
         raise UnknownElementError(
-            f"the data contain atomic numbers {unknown}, which the model does not know (it knows {model.elements})"
+            f"the data contain {element_names(unknown)}, which the model was not trained on "
+            f"(it knows {element_names(model.elements)})"
         )
 
 
-def evaluate(
+def evaluate_errors(
     model: nn.Module, frames: list[Frame], batch_size: int = 32, device: str | torch.device = "cpu"
-) -> dict[str, float | int]:
-    """Errors of ``model`` (in its dtype) on labelled ``frames``: see :func:`error_report`.
-
-    The model is moved to ``device`` and put in eval mode.
-    """
+) -> tuple[ErrorAccumulator, ErrorAccumulator]:
+    """Energy (per frame, eV) and force-component (eV/Å) errors of ``model`` (in its dtype) on
+    labelled ``frames``. The model is moved to ``device`` and put in eval mode."""
     check_elements(model, frames)
     parameter = next(model.parameters())
     model = model.to(device).eval()
@@ -85,4 +95,11 @@ def evaluate(
         predicted = energy_forces_stress(model, batch)
         energy.update(predicted[keys.ENERGY], batch[keys.ENERGY])
         forces.update(predicted[keys.FORCES], batch[keys.FORCES])
-    return error_report(energy, forces)
+    return energy, forces
+
+
+def evaluate(
+    model: nn.Module, frames: list[Frame], batch_size: int = 32, device: str | torch.device = "cpu"
+) -> dict[str, float | int]:
+    """Errors of ``model`` (in its dtype) on labelled ``frames``: see :func:`error_report`."""
+    return error_report(*evaluate_errors(model, frames, batch_size, device))

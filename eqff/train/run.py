@@ -31,12 +31,12 @@ from torch import nn
 
 from eqff.data.frames import Frame
 from eqff.data.graph import collate
-from eqff.errors import EqffError
+from eqff.errors import EqffError, element_names
 from eqff.model_file import MODEL_FILE_SUFFIX, read_model_file, save_model
 from eqff.models import architecture_name, build_model
 from eqff.potential import DTYPES
 from eqff.train.checkpoint import BEST_CHECKPOINT, LAST_CHECKPOINT, AtomicCheckpointIO, FinalCheckpoint
-from eqff.train.config import ConfigError, RunConfig, parse_config
+from eqff.train.config import ConfigError, DataConfig, RunConfig, parse_config
 from eqff.train.dataset import (
     GraphDataset,
     describe_source,
@@ -45,11 +45,11 @@ from eqff.train.dataset import (
     read_frames,
     require_labels,
 )
-from eqff.train.lightning import EMA, MONITOR, ConfiguredEarlyStopping, LitPotential
+from eqff.train.lightning import ELEMENTS_KEY, EMA, MONITOR, ConfiguredEarlyStopping, LitPotential
 from eqff.train.loss import EnergyForceLoss
 from eqff.train.metrics import check_elements
 from eqff.train.splits import random_split, write_json_atomic
-from eqff.train.stats import energy_statistics
+from eqff.train.stats import energy_statistics, refit_energy_offsets
 
 SPLIT_FILE = "split.json"
 CONFIG_FILE = "config.yaml"
@@ -98,9 +98,17 @@ class EpochStopwatch(pl.Callback):
         self.seconds.append(time.perf_counter() - self._start)
 
 
-def split_frames(config: RunConfig, root: str | None) -> tuple[list[Frame], list[Frame], dict]:
-    """Training and validation frames and the split record written to ``split.json``."""
-    data = config.data
+@dataclass
+class SourceFrames:
+    """The training and validation frames of one data source (see :attr:`DataConfig.label`)."""
+
+    label: str
+    train: list[Frame]
+    validation: list[Frame]
+
+
+def split_source(data: DataConfig, root: str | None) -> tuple[SourceFrames, dict]:
+    """One source's training and validation frames and its record in ``split.json``."""
     pool = read_frames(data, "train", root)
     indices = random_split(len(pool), data.num_train, data.num_validation, data.seed)
     separate_test = data.dataset == "rmd17"
@@ -113,30 +121,38 @@ def split_frames(config: RunConfig, root: str | None) -> tuple[list[Frame], list
         "test": None if separate_test else indices["test"],
         "test_source": describe_source(data, "test") if separate_test else "the pool frames not in train or validation",
     }
-    train = [pool[i] for i in indices["train"]]
-    validation = [pool[i] for i in indices["validation"]]
-    require_labels(train + validation, record["pool"])
-    return train, validation, record
+    frames = SourceFrames(data.label, [pool[i] for i in indices["train"]], [pool[i] for i in indices["validation"]])
+    require_labels(frames.train + frames.validation, record["pool"])
+    return frames, record
+
+
+def split_frames(config: RunConfig, root: str | None) -> tuple[list[SourceFrames], dict]:
+    """Each source's training and validation frames, and the content of ``split.json``."""
+    sources, records = zip(*(split_source(data, root) for data in config.data))
+    return list(sources), {"sources": list(records)}
 
 
 def build_initial_model(config: RunConfig, train: list[Frame], resume: bool = False) -> nn.Module:
     """The model a run starts from, in the config's dtype.
 
-    When resuming, the bare model: the checkpoint holds every weight and fitted buffer, so
-    nothing is fitted and no ``model.initial_weights`` file is read (it need not exist any
-    more). With ``model.initial_weights``, the model of that file (see
-    :func:`load_initial_weights`). Otherwise a fresh model with energy offsets and scale fitted
-    to ``train``; a model with a ``fit_scales(graph)`` method (GemNet-T) also fits its internal
-    scale factors on a batch of the first :data:`SCALE_FIT_FRAMES` training frames.
+    When resuming, the bare model with the elements saved in the checkpoint: the checkpoint
+    holds every weight and fitted buffer, so nothing is fitted and no ``model.initial_weights``
+    file is read (it need not exist any more). With ``model.initial_weights``, the model of
+    that file (see :func:`load_initial_weights`) with its energy offsets refitted to ``train``
+    (:func:`~eqff.train.stats.refit_energy_offsets`). Otherwise a fresh model with energy
+    offsets and scale fitted to ``train``; a model with a ``fit_scales(graph)`` method
+    (GemNet-T) also fits its internal scale factors on a batch of the first
+    :data:`SCALE_FIT_FRAMES` training frames.
     """
-    elements = config.model.elements or sorted({int(z) for frame in train for z in frame.atomic_numbers})
-    model = build_model(config.model.architecture, {**config.model.hyperparameters, "elements": elements})
     dtype = DTYPES[config.dtype]
-    model = model.to(dtype)
     if resume:
-        return model
+        return _new_model(config, checkpoint_elements(config.run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT), dtype)
     if config.model.initial_weights is not None:
-        return load_initial_weights(config.model.initial_weights, model)
+        model = load_initial_weights(config, train)
+        refit_energy_offsets(model, [frame_to_graph(frame, model.cutoff, dtype) for frame in train], train)
+        return model
+    elements = config.model.elements or sorted({int(z) for frame in train for z in frame.atomic_numbers})
+    model = _new_model(config, elements, dtype)
     offsets, scale = energy_statistics(train, elements)
     model.scale_shift.set_statistics(offsets, scale)
     if hasattr(model, "fit_scales"):
@@ -144,14 +160,35 @@ def build_initial_model(config: RunConfig, train: list[Frame], resume: bool = Fa
     return model
 
 
-def load_initial_weights(path: str, model: nn.Module) -> nn.Module:
-    """Copy the weights and buffers of the model file ``path`` into ``model`` (of the config).
+def _new_model(config: RunConfig, elements: list[int], dtype: torch.dtype) -> nn.Module:
+    hyperparameters = {**config.model.hyperparameters, "elements": elements}
+    return build_model(config.model.architecture, hyperparameters).to(dtype)
+
+
+def checkpoint_elements(path: Path) -> list[int]:
+    """The model's elements saved in a training checkpoint (see :meth:`LitPotential.on_save_checkpoint`)."""
+    return list(torch.load(path, map_location="cpu", weights_only=True)[ELEMENTS_KEY])
+
+
+def load_initial_weights(config: RunConfig, train: list[Frame]) -> nn.Module:
+    """The model of the file ``model.initial_weights``, in the config's dtype.
 
     Raises:
-        ConfigError: the file's architecture or hyperparameters (elements included) differ from
-            ``model``'s; the message names the differing keys.
+        ConfigError: the file's architecture or hyperparameters differ from the config's (the
+            message names the differing keys), or the training frames hold an element the
+            file's model does not know.
     """
+    path = config.model.initial_weights
     content = read_model_file(path)
+    elements = content["hyperparameters"]["elements"]
+    present = {int(z) for frame in train for z in frame.atomic_numbers}
+    unknown = sorted(present - set(elements))
+    if unknown:
+        raise ConfigError(
+            f"model.initial_weights {path}: the training frames hold {element_names(unknown)}, which the "
+            f"pretrained model never saw (it knows {element_names(elements)}); train a new model instead"
+        )
+    model = _new_model(config, config.model.elements or elements, DTYPES[config.dtype])
     expected = {"architecture": architecture_name(model), **model.hyperparameters}
     found = {"architecture": content["architecture"], **content["hyperparameters"]}
     differing = sorted(key for key in expected.keys() | found.keys() if expected.get(key) != found.get(key))
@@ -166,8 +203,8 @@ class RunFolderError(EqffError):
     """A new run's folder already holds a run, or a resumed run's folder holds no checkpoint."""
 
 
-def prepare_run_dir(config: RunConfig, resume: bool) -> Path:
-    """Check the run folder against ``resume`` and write ``config.yaml``; return the folder.
+def check_run_folder(config: RunConfig, resume: bool) -> None:
+    """Check the run folder against ``resume`` without writing anything.
 
     Raises:
         RunFolderError: ``resume`` is False and the folder holds a run, or True and it holds none.
@@ -188,6 +225,13 @@ def prepare_run_dir(config: RunConfig, resume: bool) -> Path:
         changed = [name for name in fixed if getattr(previous, name) != getattr(config, name)]
         if changed:
             raise ConfigError(f"cannot resume {run_dir}: the config changed {changed} since the run started")
+
+
+def prepare_run_dir(config: RunConfig, resume: bool) -> Path:
+    """Create the run folder (checked by :func:`check_run_folder`), keep a resumed run's earlier
+    metrics and write ``config.yaml``; return the folder."""
+    run_dir = config.run_dir
+    saved = run_dir / CONFIG_FILE
     if rank_zero_only.rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
         if resume:
@@ -303,8 +347,8 @@ def export_best_model(
     best_mae = float(best.best_model_score)
     example = train[0]
     metadata = {
-        "training_data": describe_source(config.data, "train"),
-        "dataset": config.data.model_dump(),
+        "training_data": "; ".join(describe_source(data, "train") for data in config.data),
+        "dataset": [data.model_dump() for data in config.data],
         "split_file": SPLIT_FILE,
         "config": config.model_dump(mode="json"),
         "training_time_s": training_seconds,
@@ -331,30 +375,42 @@ def train(
             and timer state included); only ``training``, ``optimiser`` and ``schedule`` may differ.
         data_root: overrides ``data.root`` and ``$EQFF_DATA``.
     """
-    # The data are read first, so that a run that cannot start (no data folder, say) leaves its
-    # folder as it was: preparing it renames the metrics of a resumed run.
-    train_frames, validation_frames, record = split_frames(config, data_root)
-    run_dir = prepare_run_dir(config, resume)
+    # Everything that can refuse the run (no data folder, a run folder in the way, initial
+    # weights that do not fit) comes before the first write to the run folder.
+    sources, record = split_frames(config, data_root)
+    train_frames = [frame for source in sources for frame in source.train]
+    check_run_folder(config, resume)
     pl.seed_everything(config.seed, workers=True, verbose=False)
+    model = build_initial_model(config, train_frames, resume)
+    check_elements(model, train_frames + [frame for source in sources for frame in source.validation])
+    run_dir = prepare_run_dir(config, resume)
     if rank_zero_only.rank == 0:
         write_json_atomic(run_dir / SPLIT_FILE, record)
-    model = build_initial_model(config, train_frames, resume)
-    check_elements(model, train_frames + validation_frames)
     dtype = DTYPES[config.dtype]
     settings = config.training
     train_loader = make_loader(
         GraphDataset(train_frames, model.cutoff, dtype), settings.batch_size, True, config.seed, settings.num_workers
     )
-    validation_loader = make_loader(
-        GraphDataset(validation_frames, model.cutoff, dtype),
-        settings.validation_batch_size,
-        False,
-        num_workers=settings.num_workers,
-    )
+    validation_loaders = [
+        make_loader(
+            GraphDataset(source.validation, model.cutoff, dtype),
+            settings.validation_batch_size,
+            False,
+            num_workers=settings.num_workers,
+        )
+        for source in sources
+    ]
     loss = EnergyForceLoss(config.loss.energy_weight, config.loss.forces_weight, config.loss.kind)
     rotation_seed = config.seed if settings.random_rotations else None
     lit = LitPotential(
-        model, loss, config.optimiser, config.schedule, settings.max_epochs, settings.compile, rotation_seed
+        model,
+        loss,
+        config.optimiser,
+        config.schedule,
+        settings.max_epochs,
+        settings.compile,
+        rotation_seed,
+        [source.label for source in sources],
     )
     trainer = build_trainer(config, run_dir, len(train_loader), progress_bar)
     last = run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT
@@ -363,7 +419,7 @@ def train(
         # so loader workers are optional.
         warnings.filterwarnings("ignore", message=".*(Experiment logs|Checkpoint) directory .* exists and is not empty")
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-        trainer.fit(lit, train_loader, validation_loader, ckpt_path=last if resume else None)
+        trainer.fit(lit, train_loader, validation_loaders, ckpt_path=last if resume else None)
     if not trainer.is_global_zero:
         return None
     restore_metrics_if_nothing_was_logged(run_dir)

@@ -36,18 +36,23 @@ def write_json_atomic(path: str | os.PathLike, content: dict) -> None:
     os.replace(temporary, path)
 
 
-def read_split(path: str | os.PathLike) -> dict:
-    """A split record written by :func:`eqff.train.run.train` (see ``split.json`` in a run folder).
+def read_split(path: str | os.PathLike) -> list[dict]:
+    """The per-source records of a split file written by :func:`eqff.train.run.train`
+    (``split.json`` in a run folder: ``{"sources": [record, ...]}``, one record per data source).
 
-    Keys: ``data`` (the data section of the config), ``pool`` (what the indices index),
-    ``num_frames``, ``train``, ``validation``, ``test`` (indices, or ``None`` when the test set is
-    a separate file, as for rMD17) and ``test_source``.
+    Keys of a record: ``data`` (the source's section of the config), ``pool`` (what the indices
+    index), ``num_frames``, ``train``, ``validation``, ``test`` (indices, or ``None`` when the
+    test set is a separate file, as for rMD17) and ``test_source``.
     """
     try:
-        record = json.loads(Path(path).read_text())
+        content = json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError) as error:
         raise ValueError(f"{path}: not a readable split file: {error}") from None
-    missing = [key for key in ("data", "num_frames", *PARTS) if key not in record]
-    if missing:
-        raise ValueError(f"{path}: split file lacks {missing}")
-    return record
+    sources = content.get("sources") if isinstance(content, dict) else None
+    if not isinstance(sources, list) or not sources:
+        raise ValueError(f"{path}: a split file holds a non-empty list 'sources'")
+    for number, record in enumerate(sources):
+        missing = [key for key in ("data", "num_frames", *PARTS) if key not in record]
+        if missing:
+            raise ValueError(f"{path}: source {number} of the split file lacks {missing}")
+    return sources

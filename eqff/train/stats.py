@@ -6,7 +6,9 @@ one, so it starts near the data (see :class:`eqff.nn.species.PerElementScaleShif
 
 import numpy as np
 import torch
+from torch import nn
 
+from eqff.data import keys
 from eqff.data.frames import Frame
 
 
@@ -25,15 +27,51 @@ def energy_statistics(frames: list[Frame], elements: list[int]) -> tuple[torch.T
         offsets: (len(elements),) float64, eV per atom of each element.
         scale: eV (numerically the force RMS in eV/Å).
     """
-    index = {z: i for i, z in enumerate(elements)}
-    counts = np.zeros((len(frames), len(elements)))  # (frames, elements)
-    for row, frame in enumerate(frames):
-        for z, count in zip(*np.unique(frame.atomic_numbers, return_counts=True)):
-            counts[row, index[int(z)]] = count
     energies = np.array([frame.energy for frame in frames])  # (frames,)
-    offsets, *_ = np.linalg.lstsq(counts, energies, rcond=None)
+    offsets, *_ = np.linalg.lstsq(element_counts(frames, elements), energies, rcond=None)
     forces = np.concatenate([frame.forces.ravel() for frame in frames])
     scale = float(np.sqrt(np.mean(forces**2)))
     if not scale > 0:
         raise ValueError("all training forces are zero; cannot set an energy scale")
     return torch.as_tensor(offsets, dtype=torch.float64), scale
+
+
+def element_counts(frames: list[Frame], elements: list[int]) -> np.ndarray:
+    """(frames, elements) numbers of atoms of each element (in ``elements`` order) in each frame."""
+    index = {z: i for i, z in enumerate(elements)}
+    counts = np.zeros((len(frames), len(elements)))
+    for row, frame in enumerate(frames):
+        for z, count in zip(*np.unique(frame.atomic_numbers, return_counts=True)):
+            counts[row, index[int(z)]] = count
+    return counts
+
+
+@torch.no_grad()
+def refit_energy_offsets(model: nn.Module, graphs: list[dict[str, torch.Tensor]], frames: list[Frame]) -> torch.Tensor:
+    """Correct a trained model's per-element energy offsets to new labelled frames, in place.
+
+    The correction solves ``counts @ correction ≈ E_label − E_model`` by least squares (minimum
+    norm), so the network is untouched, the offsets of elements absent from ``frames`` stay as
+    they were, and on a single composition the mean energy error over ``frames`` becomes zero.
+    Fine-tuning starts from this, so that its first steps fit the new frames' forces and energy
+    differences rather than a constant energy shift (another reference or another molecule).
+
+    Args:
+        model: an eqff model with ``scale_shift`` and ``elements``.
+        graphs: one-frame graphs of ``frames`` in the model's dtype (see
+            :func:`eqff.train.dataset.frame_to_graph`).
+        frames: the labelled frames (energy in eV).
+
+    Returns:
+        (len(elements),) float64 correction, eV per atom, already added to the offsets.
+    """
+    was_training = model.training
+    model.eval()
+    predicted = np.array([float(model(graph)[keys.ENERGY]) for graph in graphs])  # (frames,) eV
+    model.train(was_training)
+    residuals = np.array([frame.energy for frame in frames]) - predicted
+    correction, *_ = np.linalg.lstsq(element_counts(frames, model.elements), residuals, rcond=None)
+    correction = torch.as_tensor(correction, dtype=torch.float64)
+    shift = model.scale_shift
+    shift.set_statistics(shift.offsets.cpu() + correction, float(shift.scale))
+    return correction

@@ -1,0 +1,182 @@
+"""Several data sources in one run, and fine-tuning a trained model on a new molecule's frames.
+
+Tiny runs on rMD17 ethanol (C, H, O) and uracil (C, H, N, O) from ``$EQFF_DATA``.
+"""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from eqff.cli import main
+from eqff.model_file import load_model, read_model_file
+from eqff.train.config import ConfigError, parse_config
+from eqff.train.dataset import frame_to_graph
+from eqff.train.metrics import evaluate
+from eqff.train.run import build_initial_model, split_frames, train
+from eqff.train.splits import random_split, read_split
+from eqff.train.stats import energy_statistics, refit_energy_offsets
+from test_training import needs_rmd17, read_metrics, tiny_config
+
+pytestmark = needs_rmd17
+
+
+def two_molecule_config(tmp_path, name: str = "two", **training) -> dict:
+    """The tiny config on ethanol and uracil: 20 training and 5 validation frames of each."""
+    content = tiny_config(tmp_path, name=name, **training)
+    ethanol = content["data"]
+    content["data"] = [ethanol, {**ethanol, "molecule": "uracil", "seed": 1}]
+    return content
+
+
+@pytest.fixture(scope="module")
+def two_molecule_run(tmp_path_factory):
+    config = parse_config(two_molecule_config(tmp_path_factory.mktemp("runs"), max_epochs=2))
+    return config, train(config, progress_bar=False)
+
+
+# --- configs -----------------------------------------------------------------------------------
+
+
+def test_one_source_is_a_list_of_one(tmp_path):
+    config = parse_config(tiny_config(tmp_path))
+    assert [data.label for data in config.data] == ["ethanol"]
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (lambda data: data[1].update(molecule="ethanol"), "each data source must be named once; repeated: ethanol"),
+        (lambda data: data[1].update(molecul="x"), "unknown key 'data[1].molecul' (did you mean 'molecule'?)"),
+        (lambda data: data[0].update(molecule="urcil"), "data[0].molecule: unknown molecule 'urcil'"),
+        (lambda data: data.clear(), "data: List should have at least 1 item"),
+    ],
+)
+def test_source_list_errors_name_the_source(tmp_path, change, expected):
+    content = two_molecule_config(tmp_path)
+    change(content["data"])
+    with pytest.raises(ConfigError) as error:
+        parse_config(content)
+    assert expected in str(error.value)
+
+
+def test_a_one_source_config_names_its_keys_without_an_index(tmp_path):
+    content = tiny_config(tmp_path)
+    content["data"]["molecul"] = "ethanol"
+    with pytest.raises(ConfigError, match=r"unknown key 'data.molecul' \(did you mean 'molecule'\?\)"):
+        parse_config(content)
+
+
+# --- a run on two molecules --------------------------------------------------------------------
+
+
+def test_each_source_is_split_on_its_own_and_offsets_fit_all_training_frames(two_molecule_run):
+    config, result = two_molecule_run
+    records = read_split(result.run_dir / "split.json")
+    assert [record["pool"] for record in records] == ["rMD17 ethanol train_01", "rMD17 uracil train_01"]
+    assert records[0]["train"] == random_split(1000, 20, 5, seed=0)["train"]
+    assert records[1]["train"] == random_split(1000, 20, 5, seed=1)["train"]
+    sources, _ = split_frames(config, None)
+    train_frames = sources[0].train + sources[1].train
+    model = build_initial_model(config, train_frames)
+    offsets, _ = energy_statistics(train_frames, model.elements)
+    assert model.elements == [1, 6, 7, 8]
+    assert torch.equal(model.scale_shift.offsets, offsets)
+    # two compositions of four elements: offsets that fit only ethanol would miss uracil by eV
+    counts = np.array([[6, 2, 0, 1], [4, 4, 2, 2]])  # H, C, N, O of ethanol and uracil
+    means = [np.mean([f.energy for f in source.train]) for source in sources]
+    assert np.allclose(counts @ offsets.numpy(), means, atol=1.0)
+
+
+def test_validation_errors_are_logged_per_source_and_over_all(two_molecule_run):
+    _, result = two_molecule_run
+    model, _ = load_model(result.model_path)
+    sources, _ = split_frames(two_molecule_run[0], None)
+    per_source = {s.label: evaluate(model, s.validation)["forces_mae_meV_per_A"] for s in sources}
+    overall = evaluate(model, [f for s in sources for f in s.validation])["forces_mae_meV_per_A"]
+    run_dir = result.run_dir
+    best_epoch = read_model_file(result.model_path)["metadata"]["best_epoch"] - 1
+    for label, mae in per_source.items():
+        assert read_metrics(run_dir, f"val/{label}/forces_mae")[best_epoch] == pytest.approx(mae, rel=1e-5)
+    assert read_metrics(run_dir, "val/forces_mae")[best_epoch] == pytest.approx(overall, rel=1e-5)
+    assert min(per_source.values()) < overall < max(per_source.values())
+
+
+def test_evaluate_reports_each_source_and_all_together(two_molecule_run, tmp_path, capsys):
+    _, result = two_molecule_run
+    report = tmp_path / "report.json"
+    split = str(result.run_dir / "split.json")
+    assert main(["evaluate", str(result.model_path), "--split-file", split, "--part", "validation",
+                 "--json", str(report)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    rows = {line.split()[0]: line.split() for line in lines if line.split()[:1] in (["ethanol"], ["uracil"], ["all"])}
+    assert [rows[label][1] for label in ("ethanol", "uracil", "all")] == ["5", "5", "10"]
+    content = json.loads(report.read_text())
+    assert content["num_frames"] == 10 and set(content["sources"]) == {"ethanol", "uracil"}
+    forces = [content["sources"][label]["forces_mae_meV_per_A"] for label in ("ethanol", "uracil")]
+    assert content["forces_mae_meV_per_A"] == pytest.approx(np.average(forces, weights=[9, 12]))  # atoms per frame
+    assert float(rows["all"][4]) == pytest.approx(content["forces_mae_meV_per_A"], abs=1e-3)
+
+
+# --- fine-tuning ---------------------------------------------------------------------------------
+
+
+def fine_tuning_config(tmp_path, initial_weights, molecule: str, name: str = "fine", **training) -> dict:
+    content = tiny_config(tmp_path, name=name, **training)
+    content["data"]["molecule"] = molecule
+    content["model"]["initial_weights"] = str(initial_weights)
+    return content
+
+
+def test_fine_tuning_keeps_the_pretrained_elements_and_refits_the_offsets(two_molecule_run, tmp_path):
+    _, pretrained = two_molecule_run
+    config = parse_config(fine_tuning_config(tmp_path, pretrained.model_path, "ethanol"))
+    [source], _ = split_frames(config, None)
+    stored = read_model_file(pretrained.model_path)["state_dict"]
+    model = build_initial_model(config, source.train)
+    assert model.elements == [1, 6, 7, 8]  # nitrogen kept, though ethanol has none
+    state = model.state_dict()
+    assert all(torch.equal(state[name], stored[name]) for name in stored if name != "scale_shift.offsets")
+    correction = state["scale_shift.offsets"] - stored["scale_shift.offsets"]
+    assert correction[2] == 0 and torch.all(correction[[0, 1, 3]] != 0)  # N absent from ethanol: unchanged
+    with torch.no_grad():
+        energies = [float(model(frame_to_graph(f, model.cutoff, torch.float32))["energy"]) for f in source.train]
+    assert np.mean(np.subtract(energies, [f.energy for f in source.train])) == pytest.approx(0.0, abs=1e-3)
+
+
+def test_refit_corrects_an_energy_shift_of_every_composition_exactly(two_molecule_run):
+    _, pretrained = two_molecule_run
+    model, _ = load_model(pretrained.model_path, torch.float64)
+    sources, _ = split_frames(two_molecule_run[0], None)
+    frames = sources[0].train + sources[1].train
+    graphs = [frame_to_graph(frame, model.cutoff, torch.float64) for frame in frames]
+    refit_energy_offsets(model, graphs, frames)  # the model's own best offsets for these frames
+    shifted = [frame.__class__(frame.atomic_numbers, frame.positions, frame.energy - 0.5 * len(frame.atomic_numbers),
+                               frame.forces) for frame in frames]
+    correction = refit_energy_offsets(model, graphs, shifted).numpy()  # every atom 0.5 eV lower
+    counts = np.array([[6, 2, 0, 1], [4, 4, 2, 2]])  # H, C, N, O of ethanol and uracil
+    assert counts @ correction == pytest.approx([-4.5, -6.0], abs=1e-9)
+
+
+def test_fine_tuning_refuses_an_element_the_pretrained_model_never_saw(tmp_path, capsys):
+    ethanol_only = parse_config(tiny_config(tmp_path, name="ethanol-only", max_epochs=1))
+    model_path = train(ethanol_only, progress_bar=False).model_path
+    config_file = tmp_path / "fine.yaml"
+    config_file.write_text(yaml.safe_dump(fine_tuning_config(tmp_path, model_path, "uracil"), allow_unicode=True))
+    with pytest.raises(SystemExit) as error:
+        main(["train", str(config_file), "--no-progress"])
+    message = str(error.value)
+    assert message.startswith("error: model.initial_weights") and "\n" not in message
+    assert "the training frames hold N (7), which the pretrained model never saw (it knows H (1), C (6), O (8))" in message
+    assert not (tmp_path / "fine").exists()
+
+
+def test_a_fine_tuned_run_resumes_with_the_pretrained_elements(two_molecule_run, tmp_path):
+    _, pretrained = two_molecule_run
+    content = fine_tuning_config(tmp_path, pretrained.model_path, "ethanol", max_epochs=1)
+    train(parse_config(content), progress_bar=False)
+    content["training"]["max_epochs"] = 2
+    result = train(parse_config(content), resume=True, progress_bar=False)
+    assert result.epochs == 2 and read_model_file(result.model_path)["hyperparameters"]["elements"] == [1, 6, 7, 8]
