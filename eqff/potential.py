@@ -29,7 +29,10 @@ DEFAULT_SKIN = 0.5
 
 def resolve_device(device: str | torch.device) -> torch.device:
     """A torch device, refusing one that is not available here with :class:`EqffInputError`."""
-    device = torch.device(device)
+    try:
+        device = torch.device(device)
+    except RuntimeError:
+        raise EqffInputError(f"device {str(device)!r} is not a device name; use 'cpu', 'cuda' or 'cuda:N'") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise EqffInputError(f"device {str(device)!r} was asked for but CUDA is not available on this machine")
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():

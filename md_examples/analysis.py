@@ -36,6 +36,7 @@ from MDAnalysis.analysis.base import AnalysisFromFunction  # noqa: E402
 from MDAnalysis.analysis.dihedrals import Dihedral  # noqa: E402
 from MDAnalysis.coordinates.memory import MemoryReader  # noqa: E402
 
+from eqff.cli import reports_bad_input  # noqa: E402
 from eqff.data.md17 import read_rmd17  # noqa: E402
 
 MOLECULE = "aspirin"
@@ -167,6 +168,7 @@ def print_summary(args: argparse.Namespace, universe: mda.Universe, num_referenc
     print(f"  files               {args.output / 'analysis_bonds.png'}, {args.output / 'analysis_dihedrals.png'}")
 
 
+@reports_bad_input
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(

@@ -29,6 +29,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from _common import add_md_arguments, check_md_arguments  # noqa: E402
 
+from eqff.cli import reports_bad_input  # noqa: E402
 from eqff.commands.md import starting_structure  # noqa: E402
 from eqff.integrations.ase import EqffCalculator  # noqa: E402
 from eqff.observables import EnergyDrift, energy_drift  # noqa: E402
@@ -78,6 +79,7 @@ def print_summary(args: argparse.Namespace, samples: dict[str, np.ndarray], fit:
     print(f"  files               {args.output / 'ase_nve.csv'}, {args.output / 'ase_nve.png'}")
 
 
+@reports_bad_input
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_md_arguments(parser, default_steps=20000, default_dtype="float64", default_interval=10)

@@ -37,6 +37,7 @@ from _common import add_md_arguments, check_md_arguments  # noqa: E402
 from ase import Atoms  # noqa: E402
 from ase.io import write  # noqa: E402
 
+from eqff.cli import reports_bad_input  # noqa: E402
 from eqff.data.md17 import read_rmd17  # noqa: E402
 from eqff.integrations.ase import EqffCalculator  # noqa: E402
 from eqff.observables import (  # noqa: E402
@@ -93,6 +94,7 @@ def print_summary(args: argparse.Namespace, temperatures: np.ndarray, frame_ps: 
     print(f"  files               {args.output / 'ase_nvt.xyz'}, {args.output / 'ase_nvt.png'}")
 
 
+@reports_bad_input
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_md_arguments(parser, default_steps=20000, default_dtype="float32", default_interval=100)

@@ -25,6 +25,7 @@ import openmm
 from openmm import app, unit
 from openmmml import MLPotential
 
+from eqff.cli import reports_bad_input
 from eqff.data.md17 import read_rmd17
 from eqff.integrations.openmm import molecule_topology
 from eqff.model_file import DEFAULT_POTENTIAL
@@ -107,6 +108,7 @@ def print_summary(name: str, args: argparse.Namespace, wall: float) -> None:
     print(f"  files               {args.output / name}.csv, {args.output / name}.dcd")
 
 
+@reports_bad_input
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_common_arguments(parser, default_steps=2000)

@@ -45,6 +45,7 @@ from openmm_gas_phase import (
 )
 from openmmml import MLPotential
 
+from eqff.cli import reports_bad_input
 from eqff.integrations.openmm import molecule_topology
 
 LIGAND_LENNARD_JONES = {1: (0.26495, 0.06569), 6: (0.33997, 0.35982), 8: (0.29599, 0.87864)}
@@ -97,6 +98,7 @@ def solvated_aspirin(args: argparse.Namespace) -> tuple[app.Modeller, app.ForceF
     return modeller, forcefield, ligand
 
 
+@reports_bad_input
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_common_arguments(parser, default_steps=1000)

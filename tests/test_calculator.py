@@ -154,9 +154,13 @@ class TestInputErrors:
             EqffCalculator(copy.deepcopy(painn_model), device="cuda")
         assert isinstance(error.value, EqffInputError)
 
-    @pytest.mark.parametrize("device", ["meta", "cpu:0x", "tpu"])
-    def test_unsupported_device(self, painn_model, device):
-        with pytest.raises((ValueError, RuntimeError)):
+    @pytest.mark.parametrize(
+        ("device", "message"),
+        [("meta", "is not supported"), ("mps", "is not supported"), ("cpu:0x", "is not a device name"),
+         ("tpu", "is not a device name"), ("gpu", "is not a device name; use 'cpu', 'cuda' or 'cuda:N'")],
+    )  # fmt: skip
+    def test_unsupported_device(self, painn_model, device, message):
+        with pytest.raises(EqffInputError, match=f"device '{device}' {message}"):
             EqffCalculator(copy.deepcopy(painn_model), device=device)
 
     def test_unknown_dtype(self, painn_model):

@@ -11,7 +11,7 @@ import torch
 import yaml
 
 from eqff.cli import main
-from eqff.model_file import load_model, read_model_file
+from eqff.model_file import load_model, read_model_file, save_model
 from eqff.train.config import ConfigError, parse_config
 from eqff.train.dataset import frame_to_graph
 from eqff.train.metrics import evaluate
@@ -180,3 +180,89 @@ def test_a_fine_tuned_run_resumes_with_the_pretrained_elements(two_molecule_run,
     content["training"]["max_epochs"] = 2
     result = train(parse_config(content), resume=True, progress_bar=False)
     assert result.epochs == 2 and read_model_file(result.model_path)["hyperparameters"]["elements"] == [1, 6, 7, 8]
+
+
+# --- a second stage ------------------------------------------------------------------------------
+
+
+def test_stage_two_raises_the_energy_weight_fixes_the_lr_and_exports_its_own_best(tmp_path):
+    content = tiny_config(tmp_path, name="two-stages", max_epochs=4)
+    content["training"]["stage_two"] = {"start_epoch": 2, "energy_weight": 500.0, "lr": 1.0e-4}
+    result = train(parse_config(content), progress_bar=False)
+    run_dir = result.run_dir
+    assert read_metrics(run_dir, "lr-Adam")[2:] == [1.0e-4, 1.0e-4]
+    assert read_metrics(run_dir, "lr-Adam")[1] == 5.0e-3  # the first stage's, from the config
+    energy, forces = read_metrics(run_dir, "train/energy_loss"), read_metrics(run_dir, "train/forces_loss")
+    total = read_metrics(run_dir, "train/loss_epoch")
+    for epoch, weight in ((1, 1.0), (3, 500.0)):  # the tiny config's energy weight is 1
+        assert total[epoch] == pytest.approx(weight * energy[epoch] + 1000.0 * forces[epoch], rel=1e-5)
+    metadata = read_model_file(result.model_path)["metadata"]
+    stage_two_maes = read_metrics(run_dir, "val/forces_mae")[2:]
+    assert metadata["best_epoch"] in (3, 4) and result.best_forces_mae == pytest.approx(min(stage_two_maes))
+
+
+def test_stage_two_must_start_before_the_last_epoch(tmp_path):
+    content = tiny_config(tmp_path, max_epochs=4)
+    content["training"]["stage_two"] = {"start_epoch": 4, "energy_weight": 500.0}
+    with pytest.raises(ConfigError, match="stage_two.start_epoch 4 is not before max_epochs 4"):
+        parse_config(content)
+    content["training"]["stage_two"] = {"start_epoh": 1, "energy_weight": 500.0}
+    with pytest.raises(ConfigError, match=r"unknown key 'training.stage_two.start_epoh' \(did you mean 'start_epoch'\?\)"):
+        parse_config(content)
+
+
+# --- snapshots and learning curves ---------------------------------------------------------------
+
+
+def test_snapshots_keep_the_best_model_at_each_mark_and_learning_curve_evaluates_them(tmp_path, capsys):
+    content = tiny_config(tmp_path, name="timed", max_epochs=3, snapshot_minutes=[1e-6, 2e-6, 1000.0])
+    result = train(parse_config(content), progress_bar=False)
+    snapshots = sorted((result.run_dir / "snapshots").glob("*.eqff"))
+    assert [path.name for path in snapshots] == ["timed-1e-06min.eqff", "timed-2e-06min.eqff"]  # 1000 min never came
+    first = read_model_file(snapshots[0])
+    assert first["metadata"]["epochs"] == 1  # both marks passed in the first epoch: its best model
+    assert first["state_dict"].keys() == read_model_file(snapshots[1])["state_dict"].keys()
+    assert first["metadata"]["validation_forces_mae_meV_per_A"] == pytest.approx(
+        read_metrics(result.run_dir, "val/forces_mae")[0]
+    )
+    [source], _ = split_frames(parse_config(content), None)
+    model, _ = load_model(snapshots[0])
+    assert evaluate(model, source.validation)["forces_mae_meV_per_A"] == pytest.approx(
+        first["metadata"]["validation_forces_mae_meV_per_A"], rel=1e-5
+    )
+
+    output = tmp_path / "curve"
+    assert main(["learning-curve", str(result.run_dir), "--max-frames", "4", "--output", str(output)]) == 0
+    rows = json.loads((output / "learning-curve.json").read_text())
+    assert [(row["run"], row["num_train"], row["minutes"], row["num_test_frames"]) for row in rows] == [
+        ("timed", 20, 1e-6, 4), ("timed", 20, 2e-6, 4)
+    ]
+    assert (output / "learning-curve.png").stat().st_size > 0
+    assert "timed" in capsys.readouterr().out
+
+
+def test_learning_curve_needs_snapshots_of_a_one_source_run(two_molecule_run):
+    _, result = two_molecule_run
+    with pytest.raises(SystemExit, match="^error: .* holds no snapshots: train it with training.snapshot_minutes$"):
+        main(["learning-curve", str(result.run_dir)])
+    (result.run_dir / "snapshots").mkdir()
+    model, content = load_model(result.model_path)
+    snapshot = result.run_dir / "snapshots" / "two-1min.eqff"
+    save_model(snapshot, model, content["metadata"])
+    with pytest.raises(SystemExit, match="two-1min.eqff: not snapshots of a run"):
+        main(["learning-curve", str(result.run_dir)])
+    save_model(snapshot, model, {**content["metadata"], "snapshot_minutes": 1.0})
+    with pytest.raises(SystemExit, match="^error: .*: learning curves are for runs on one data source, this one has 2$"):
+        main(["learning-curve", str(result.run_dir)])
+
+
+# --- refusals before anything is written -----------------------------------------------------
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+def test_training_on_cuda_without_cuda_is_one_error_line_and_no_run_folder(tmp_path):
+    config_file = tmp_path / "cuda.yaml"
+    config_file.write_text(yaml.safe_dump(tiny_config(tmp_path, name="on-cuda"), allow_unicode=True))
+    with pytest.raises(SystemExit, match=r"^error: device: 'cuda' was asked for but CUDA is not available on this machine"):
+        main(["train", str(config_file), "--no-progress", "--set", "device=cuda"])
+    assert not (tmp_path / "on-cuda").exists()

@@ -249,3 +249,16 @@ class TestBadFiles:
         rewrite(saved, lambda c: c.update(state_dict=torch.zeros(3)))
         with pytest.raises(ModelFileError):
             load_model(saved)
+
+
+def test_md_names_an_unknown_element_before_any_progress_bar(tmp_path, capsys):
+    structure = tmp_path / "hs.xyz"
+    structure.write_text("2\n\nS 0 0 0\nH 1.34 0 0\n")
+    with pytest.raises(SystemExit, match=r"^error: elements S \(16\) are not among those this model was trained on"):
+        main(["md", "--structure", str(structure), "--steps", "5"])
+    assert "steps" not in capsys.readouterr().err  # no progress bar was started
+
+
+def test_md_names_an_unreadable_structure(tmp_path):
+    with pytest.raises(SystemExit, match=r"^error: cannot read the structure .*absent.xyz"):
+        main(["md", "--structure", str(tmp_path / "absent.xyz"), "--steps", "5"])

@@ -23,21 +23,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="model file (.eqff) or shipped potential")
     frames = parser.add_argument_group("frames (one of --dataset, --extxyz, --split-file)")
     frames.add_argument("--dataset", choices=["rmd17", "md17"], help="rMD17 split files or MD17 (all frames)")
-    frames.add_argument("--molecule", choices=MOLECULES)
-    frames.add_argument("--split", type=int, default=1, help="rMD17 split number (default 1)")
+    frames.add_argument("--molecule", choices=MOLECULES, help="with --dataset")
+    frames.add_argument("--split", type=int, default=1, help="rMD17 split number")
     frames.add_argument("--extxyz", help="extended-XYZ file with energies and forces")
     frames.add_argument("--energy-key", default="energy", help="extxyz energy key (default: energy)")
     frames.add_argument("--forces-key", default="forces", help="extxyz forces key (default: forces)")
-    frames.add_argument("--energy-unit", default="eV", help="extxyz energy unit, e.g. eV, kcal/mol (default eV)")
-    frames.add_argument("--length-unit", default="Å", help="extxyz length unit (default Å)")
+    frames.add_argument("--energy-unit", default="eV", help="extxyz energy unit, e.g. eV, kcal/mol ")
+    frames.add_argument("--length-unit", default="Å", help="extxyz length unit ")
     frames.add_argument("--split-file", help="a run's split.json: evaluate on its frames of --part")
     frames.add_argument("--part", choices=PARTS, help="rMD17: train or test file (default test); "
                         "with --split-file: train, validation or test (default test)")
     frames.add_argument("--max-frames", type=int, help="use only the first N selected frames")
-    parser.add_argument("--data-root", help="data folder (default: $EQFF_DATA)")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--data", metavar="FOLDER", help="data folder holding rmd17/ and md17/ (default: $EQFF_DATA)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--dtype", choices=sorted(DTYPES), help="default: the dtype the model was saved in")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=32, help="frames per model call")
     parser.add_argument("--json", help="also write the results to this JSON file")
 
 
@@ -70,18 +70,18 @@ def select_frames(args: argparse.Namespace) -> list[tuple[str, list[Frame], str]
                             + (f" (got {', '.join(sources)})" if sources else ""))
     part = args.part or "test"
     if args.split_file:
-        return split_file_frames(args.split_file, part, args.data_root)
+        return split_file_frames(args.split_file, part, args.data)
     if args.extxyz:
         data = _data_config(dict(
             dataset="extxyz", path=str(Path(args.extxyz).resolve()), energy_key=args.energy_key,
             forces_key=args.forces_key, energy_unit=args.energy_unit, length_unit=args.length_unit,
         ))
-        return [(data.label, read_frames(data, root=args.data_root), describe_source(data))]
+        return [(data.label, read_frames(data, root=args.data), describe_source(data))]
     data = _data_config(dict(dataset=args.dataset, molecule=args.molecule, split=args.split))
     if data.dataset == "rmd17" and part == "validation":
         raise DataFileError("rMD17 validation frames are chosen at training time: "
                             "use --split-file with --part validation")
-    return [(data.label, read_frames(data, part, args.data_root), describe_source(data, part))]
+    return [(data.label, read_frames(data, part, args.data), describe_source(data, part))]
 
 
 def print_sources_table(reports: dict[str, dict], overall: dict) -> None:

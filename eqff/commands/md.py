@@ -7,6 +7,7 @@ from ase import Atoms
 from ase.io import read
 from ase.io.trajectory import Trajectory
 
+from eqff.errors import DataFileError, ModelFileError
 from eqff.integrations.ase import EqffCalculator
 from eqff.model_file import DEFAULT_POTENTIAL, read_model_file
 from eqff.simulation import langevin, run_with_progress, set_initial_velocities, speed_line, velocity_verlet
@@ -22,8 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--temperature", type=float, default=300.0, help="K: thermostat and initial velocities")
     parser.add_argument("--ensemble", choices=["nvt", "nve"], default="nvt", help="Langevin NVT or velocity-Verlet NVE")
     parser.add_argument("--friction", type=float, default=0.01, help="Langevin friction, 1/fs")
-    parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="the model's floating dtype")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--trajectory", help="write an ASE .traj file here")
     parser.add_argument("--interval", type=int, default=10, help="steps between trajectory frames and energy samples")
     parser.add_argument("--seed", type=int, default=0, help="seed of the initial velocities and the thermostat noise")
@@ -32,16 +33,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def starting_structure(model: str, structure: str | None) -> Atoms:
     """The structure file if given, else the example structure stored in the model file."""
     if structure:
-        return read(structure)
+        try:
+            return read(structure)
+        except (OSError, ValueError, StopIteration) as error:
+            raise DataFileError(f"cannot read the structure {structure}: {error}") from None
     example = read_model_file(model)["metadata"].get("example_structure")
     if example is None:
-        raise SystemExit(f"error: model {model!r} stores no example structure; give one with --structure")
+        raise ModelFileError(f"model {model!r} stores no example structure; give one with --structure")
     return Atoms(numbers=example["atomic_numbers"], positions=example["positions"])
 
 
 def run(args: argparse.Namespace) -> int:
     atoms = starting_structure(args.model, args.structure)
     atoms.calc = EqffCalculator(args.model, device=args.device, dtype=args.dtype)
+    atoms.calc.potential.check_elements(atoms.numbers)  # before the progress bar starts
     rng = np.random.default_rng(args.seed)
     set_initial_velocities(atoms, args.temperature, rng)
     if args.ensemble == "nvt":

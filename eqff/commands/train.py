@@ -1,6 +1,7 @@
 """``eqff train``: fit a force field as a YAML config says (see training/README.md)."""
 
 import argparse
+import sys
 
 from eqff.train.config import load_config
 from eqff.train.run import SPLIT_FILE, train
@@ -11,8 +12,8 @@ HELP = "train a force field from a YAML config (rMD17, MD17 or extxyz data), wit
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="training config (YAML), e.g. training/painn-aspirin.yaml")
     parser.add_argument("--resume", action="store_true", help="continue the run from its checkpoints/last.ckpt")
-    parser.add_argument("--data-root", help="data folder (default: the config's data.root, else $EQFF_DATA)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar (for logs and CI)")
+    parser.add_argument("--data", metavar="FOLDER", help="data folder (default: the config's data.root, else $EQFF_DATA)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (there is none when standard error is not a terminal)")
     parser.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
         help="override a config value by its dotted key, e.g. --set name=ponita-n12 "
@@ -29,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     )
     print(f"eqff train: {config.name}: {config.model.architecture} on {sources}, {config.dtype} on {config.device}, "
           f"run folder {config.run_dir}{' (resuming)' if args.resume else ''}", flush=True)
-    result = train(config, resume=args.resume, data_root=args.data_root, progress_bar=not args.no_progress)
+    result = train(config, resume=args.resume, data_root=args.data, progress_bar=not args.no_progress and sys.stderr.isatty())
     if result is None:  # a non-zero rank of a multi-process run
         return 0
     epochs_run = len(result.epoch_seconds)

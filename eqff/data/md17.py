@@ -35,8 +35,7 @@ def data_root(root: str | os.PathLike | None = None) -> Path:
         root = os.environ.get(DATA_ENV_VAR)
         if not root:
             raise DataFileError(
-                f"no data folder given: pass it explicitly (the root argument; on the command line --data-root for "
-                f"eqff train and eqff evaluate, --data for the other commands) "
+                f"no data folder given: pass --data FOLDER (in Python, the root argument) "
                 f"or set the {DATA_ENV_VAR} environment variable"
             )
     path = Path(root).expanduser()

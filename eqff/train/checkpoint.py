@@ -65,3 +65,10 @@ class FinalCheckpoint(pl.Callback):
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         trainer.save_checkpoint(self.path, weights_only=False)
+
+
+def checkpoint_model_weights(checkpoint: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The model's weights in a Lightning checkpoint of :class:`~eqff.train.lightning.LitPotential`
+    (the EMA weights, when EMA is on: the checkpoint's ``state_dict`` holds the averaged ones)."""
+    prefix = "model."  # LitPotential's name for the model
+    return {k.removeprefix(prefix): v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}

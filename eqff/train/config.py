@@ -11,7 +11,7 @@ import inspect
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -45,7 +45,7 @@ class DataConfig(_Section):
         energy_unit, length_unit: units of the extxyz file (converted to eV and Å on reading).
         num_train, num_validation: numbers of training and validation frames.
         seed: seed of the split permutation (``numpy.random.default_rng(seed).permutation``).
-        root: data root; default ``$EQFF_DATA`` (the ``--data-root`` option overrides both).
+        root: data root; default ``$EQFF_DATA`` (the ``--data`` option of ``eqff train`` overrides both).
 
     A run may train on several sources at once (``data`` a list of them): see :attr:`label`.
     """
@@ -188,6 +188,26 @@ class ScheduleConfig(_Section):
     warmup_steps: int = Field(0, ge=0)
 
 
+class StageTwoConfig(_Section):
+    """A second stage for the last epochs of a run, as MACE's: a larger energy weight and,
+    optionally, a fixed lower learning rate, to lower the energy error once forces are learnt.
+
+    Attributes:
+        start_epoch: the first epoch of the second stage, counted from 0.
+        energy_weight: the loss's energy weight from then on.
+        forces_weight: the loss's forces weight from then on (``None``: that of ``loss``).
+        lr: the learning rate from then on, held fixed (the schedule stops); ``None``: the
+            schedule goes on.
+
+    The best model (the exported one) and early stopping count only the second stage's epochs.
+    """
+
+    start_epoch: int = Field(ge=0)
+    energy_weight: float = Field(ge=0)
+    forces_weight: float | None = Field(None, ge=0)
+    lr: float | None = Field(None, gt=0)
+
+
 class TrainingConfig(_Section):
     """Loop settings.
 
@@ -208,6 +228,11 @@ class TrainingConfig(_Section):
             (:mod:`eqff.train.augment`), reproducibly from ``seed``, as PONITA's reference
             training does: its invariance is only approximate. Exactly invariant models gain
             nothing from it.
+        stage_two: a second stage with other loss weights for the last epochs (``None``: none).
+        snapshot_minutes: at the end of the first epoch at which the training time reaches each
+            of these minutes, save the best model so far as
+            ``snapshots/<name>-<minutes>min.eqff`` in the run folder (for time-to-accuracy curves,
+            see ``eqff learning-curve``).
     """
 
     batch_size: int = Field(5, gt=0)
@@ -222,11 +247,17 @@ class TrainingConfig(_Section):
     num_workers: int = Field(0, ge=0)
     compile: bool = False
     random_rotations: bool = False
+    stage_two: StageTwoConfig | None = None
+    snapshot_minutes: list[float] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _some_stop(self) -> "TrainingConfig":
         if self.max_epochs is None and self.max_time_minutes is None:
             raise ValueError("give max_epochs, max_time_minutes or both")
+        if self.stage_two is not None and self.max_epochs is not None and self.stage_two.start_epoch >= self.max_epochs:
+            raise ValueError(f"stage_two.start_epoch {self.stage_two.start_epoch} is not before max_epochs {self.max_epochs}")
+        if any(minutes <= 0 for minutes in self.snapshot_minutes):
+            raise ValueError(f"snapshot_minutes must be positive, got {self.snapshot_minutes}")
         return self
 
 
@@ -292,12 +323,11 @@ def _section_fields(loc: tuple) -> set[str]:
     for part in loc[:-1]:
         if isinstance(part, int):  # an item of a list of sections
             continue
-        annotation = model.model_fields[part].annotation
-        if get_origin(annotation) is list:
-            annotation = get_args(annotation)[0]
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+        annotation = model.model_fields[part].annotation  # a section, a list of them, or one or None
+        sections = [a for a in get_args(annotation) or (annotation,) if isinstance(a, type) and issubclass(a, BaseModel)]
+        if not sections:
             return set()
-        model = annotation
+        model = sections[0]
     return set(model.model_fields)
 
 

@@ -85,6 +85,7 @@ class LitPotential(pl.LightningModule):
         self.val_loss_sums = torch.zeros(2, dtype=torch.float64)  # Σ loss × frames, frames
         self.scheduler: torch.optim.lr_scheduler.LRScheduler | torch.optim.lr_scheduler.ReduceLROnPlateau | None = None
         self._scheduler_state: dict | None = None  # from a checkpoint, applied once the scheduler exists
+        self.learning_rate_frozen = False  # set by StageTwo
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return energy_forces_stress(self.model, batch)
@@ -154,7 +155,16 @@ class LitPotential(pl.LightningModule):
         """(step + 1) / warmup_steps for the first ``schedule.warmup_steps`` steps (counted from 0), then 1."""
         return min(1.0, (step + 1) / self.schedule.warmup_steps) if self.schedule.warmup_steps else 1.0
 
+    def freeze_learning_rate(self, lr: float) -> None:
+        """Set every parameter group's learning rate to ``lr`` (the warm-up still scales steps)
+        and stop the schedule."""
+        for group in self.trainer.optimizers[0].param_groups:
+            group["lr"] = lr
+        self.learning_rate_frozen = True
+
     def _step_scheduler(self, monitored: float) -> None:
+        if self.learning_rate_frozen:
+            return
         if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
             self.scheduler.step(monitored)
         elif self.scheduler is not None:
@@ -229,3 +239,37 @@ class ConfiguredEarlyStopping(EarlyStopping):
         patience = self.patience
         super().load_state_dict(state_dict)
         self.patience = patience
+
+
+class StageTwo(pl.Callback):
+    """The second stage of a run (:class:`~eqff.train.config.StageTwoConfig`), set at the start
+    of every epoch from ``start_epoch`` on, so that a resumed run is in the same stage.
+
+    At the first epoch of the stage, the best-model checkpoints and early stopping forget the
+    first stage's scores: the exported model is the best of the second stage.
+
+    Args:
+        start_epoch: the first epoch of the stage, counted from 0.
+        loss: the loss from then on.
+        lr: the learning rate from then on, held fixed (``None``: the schedule goes on).
+    """
+
+    def __init__(self, start_epoch: int, loss: EnergyForceLoss, lr: float | None) -> None:
+        self.start_epoch = start_epoch
+        self.loss = loss
+        self.lr = lr
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: "LitPotential") -> None:
+        if trainer.current_epoch < self.start_epoch:
+            return
+        pl_module.loss = self.loss
+        if self.lr is not None:
+            pl_module.freeze_learning_rate(self.lr)
+        if trainer.current_epoch == self.start_epoch:
+            for checkpoint in trainer.checkpoint_callbacks:
+                if checkpoint.monitor is not None:
+                    checkpoint.best_k_models, checkpoint.kth_best_model_path = {}, ""
+                    checkpoint.best_model_score, checkpoint.best_model_path = None, ""
+            if trainer.early_stopping_callback is not None:
+                stopping = trainer.early_stopping_callback
+                stopping.wait_count, stopping.best_score = 0, torch.tensor(torch.inf)

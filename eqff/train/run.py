@@ -12,6 +12,7 @@ Run folder ``output_dir/name/``::
 """
 
 import importlib.util
+import logging
 import os
 import platform
 import time
@@ -35,7 +36,13 @@ from eqff.errors import EqffError, element_names
 from eqff.model_file import MODEL_FILE_SUFFIX, read_model_file, save_model
 from eqff.models import architecture_name, build_model
 from eqff.potential import DTYPES
-from eqff.train.checkpoint import BEST_CHECKPOINT, LAST_CHECKPOINT, AtomicCheckpointIO, FinalCheckpoint
+from eqff.train.checkpoint import (
+    BEST_CHECKPOINT,
+    LAST_CHECKPOINT,
+    AtomicCheckpointIO,
+    FinalCheckpoint,
+    checkpoint_model_weights,
+)
 from eqff.train.config import ConfigError, DataConfig, RunConfig, parse_config
 from eqff.train.dataset import (
     GraphDataset,
@@ -45,10 +52,11 @@ from eqff.train.dataset import (
     read_frames,
     require_labels,
 )
-from eqff.train.lightning import ELEMENTS_KEY, EMA, MONITOR, ConfiguredEarlyStopping, LitPotential
+from eqff.train.lightning import ELEMENTS_KEY, EMA, MONITOR, ConfiguredEarlyStopping, LitPotential, StageTwo
 from eqff.train.loss import EnergyForceLoss
 from eqff.train.metrics import check_elements
 from eqff.train.splits import random_split, write_json_atomic
+from eqff.train.snapshots import SNAPSHOT_DIR, Snapshots
 from eqff.train.stats import energy_statistics, refit_energy_offsets
 
 SPLIT_FILE = "split.json"
@@ -203,6 +211,14 @@ class RunFolderError(EqffError):
     """A new run's folder already holds a run, or a resumed run's folder holds no checkpoint."""
 
 
+def check_devices(config: RunConfig) -> None:
+    """Raise :class:`ConfigError` if this machine lacks the devices the config asks for."""
+    if config.device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device: 'cuda' was asked for but CUDA is not available on this machine (use cpu or auto)")
+    if config.device == "cuda" and config.num_devices > torch.cuda.device_count():
+        raise ConfigError(f"num_devices: {config.num_devices} GPUs asked for, {torch.cuda.device_count()} found")
+
+
 def check_run_folder(config: RunConfig, resume: bool) -> None:
     """Check the run folder against ``resume`` without writing anything.
 
@@ -271,6 +287,13 @@ def restore_metrics_if_nothing_was_logged(run_dir: Path) -> None:
         os.replace(segments[-1], run_dir / METRICS_FILE)
 
 
+class _WithoutTips(logging.Filter):
+    """Drops Lightning's advertisements ("💡 Tip: ...") from its log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Tip:" not in record.getMessage()
+
+
 def build_trainer(config: RunConfig, run_dir: Path, num_batches: int, progress_bar: bool) -> pl.Trainer:
     """A Lightning Trainer with EMA, schedules, early stopping, atomic checkpoints and loggers."""
     settings = config.training
@@ -279,12 +302,25 @@ def build_trainer(config: RunConfig, run_dir: Path, num_batches: int, progress_b
     callbacks: list[pl.Callback] = [FinalCheckpoint(checkpoints / LAST_CHECKPOINT)]  # before EMA: see FinalCheckpoint
     if settings.ema_decay is not None:
         callbacks.append(EMA(settings.ema_decay))
+    if settings.stage_two is not None:  # before the lr is logged
+        stage = settings.stage_two
+        forces_weight = config.loss.forces_weight if stage.forces_weight is None else stage.forces_weight
+        loss = EnergyForceLoss(stage.energy_weight, forces_weight, config.loss.kind)
+        callbacks.append(StageTwo(stage.start_epoch, loss, stage.lr))
     callbacks += [Timer(duration=budget, interval="epoch"), EpochStopwatch(), LearningRateMonitor("epoch")]
+    if settings.snapshot_minutes:
+        metadata = {"dataset": [data.model_dump() for data in config.data], "config": config.model_dump(mode="json")}
+        callbacks.append(Snapshots(settings.snapshot_minutes, run_dir / SNAPSHOT_DIR, config.name, metadata))
     if settings.early_stopping_patience is not None:
         callbacks.append(ConfiguredEarlyStopping(settings.early_stopping_patience))
     callbacks += [  # saved when validation ends; Lightning runs ModelCheckpoints after the other callbacks
-        ModelCheckpoint(
-            checkpoints, Path(BEST_CHECKPOINT).stem, monitor=MONITOR, mode="min", enable_version_counter=False
+        ModelCheckpoint(  # at validation's end, so that epoch-end callbacks (Snapshots) see this epoch's best
+            checkpoints,
+            Path(BEST_CHECKPOINT).stem,
+            monitor=MONITOR,
+            mode="min",
+            enable_version_counter=False,
+            save_on_train_epoch_end=False,
         ),
         ModelCheckpoint(
             checkpoints,
@@ -296,24 +332,30 @@ def build_trainer(config: RunConfig, run_dir: Path, num_batches: int, progress_b
     loggers = [CSVLogger(run_dir, name="", version="")]
     if importlib.util.find_spec("tensorboard") is not None:
         loggers.append(TensorBoardLogger(run_dir, name="tensorboard", version=""))
-    return pl.Trainer(
-        accelerator=config.device,
-        devices=config.num_devices,
-        strategy=config.strategy,
-        precision="64-true" if config.dtype == "float64" else "32-true",
-        max_epochs=settings.max_epochs or -1,
-        callbacks=callbacks,
-        logger=loggers,
-        plugins=[AtomicCheckpointIO()],
-        gradient_clip_val=settings.gradient_clip,
-        inference_mode=False,  # validation computes forces by autograd
-        num_sanity_val_steps=0,
-        log_every_n_steps=min(settings.log_every_n_steps, num_batches),
-        use_distributed_sampler=False,  # EpochSampler shards the data itself
-        enable_progress_bar=progress_bar,
-        enable_model_summary=False,
-        default_root_dir=run_dir,
-    )
+    lightning_log = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    without_tips = _WithoutTips()
+    lightning_log.addFilter(without_tips)  # Lightning advertises while it builds a Trainer
+    try:
+        return pl.Trainer(
+            accelerator=config.device,
+            devices=config.num_devices,
+            strategy=config.strategy,
+            precision="64-true" if config.dtype == "float64" else "32-true",
+            max_epochs=settings.max_epochs or -1,
+            callbacks=callbacks,
+            logger=loggers,
+            plugins=[AtomicCheckpointIO()],
+            gradient_clip_val=settings.gradient_clip,
+            inference_mode=False,  # validation computes forces by autograd
+            num_sanity_val_steps=0,
+            log_every_n_steps=min(settings.log_every_n_steps, num_batches),
+            use_distributed_sampler=False,  # EpochSampler shards the data itself
+            enable_progress_bar=progress_bar,
+            enable_model_summary=False,
+            default_root_dir=run_dir,
+        )
+    finally:
+        lightning_log.removeFilter(without_tips)
 
 
 def hardware_description(trainer: pl.Trainer) -> dict:
@@ -341,9 +383,7 @@ def export_best_model(
     """Save the best checkpoint's (EMA) weights as ``<name>.eqff``; return its path and force MAE (meV/Å)."""
     best = _callback(trainer, ModelCheckpoint, monitor=MONITOR)
     checkpoint = trainer.strategy.checkpoint_io.load_checkpoint(best.best_model_path, weights_only=True)
-    prefix = "model."  # LitPotential's name for the model; the state_dict holds the EMA weights
-    weights = {k.removeprefix(prefix): v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
-    lit.model.load_state_dict(weights)
+    lit.model.load_state_dict(checkpoint_model_weights(checkpoint))
     best_mae = float(best.best_model_score)
     example = train[0]
     metadata = {
@@ -377,6 +417,7 @@ def train(
     """
     # Everything that can refuse the run (no data folder, a run folder in the way, initial
     # weights that do not fit) comes before the first write to the run folder.
+    check_devices(config)
     sources, record = split_frames(config, data_root)
     train_frames = [frame for source in sources for frame in source.train]
     check_run_folder(config, resume)
@@ -419,6 +460,7 @@ def train(
         # so loader workers are optional.
         warnings.filterwarnings("ignore", message=".*(Experiment logs|Checkpoint) directory .* exists and is not empty")
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")  # inside Lightning
         trainer.fit(lit, train_loader, validation_loaders, ckpt_path=last if resume else None)
     if not trainer.is_global_zero:
         return None
