@@ -21,6 +21,7 @@ from eqff.errors import EqffInputError, UnknownElementError, element_names
 from eqff.model_file import load_model
 from eqff.neighbours import NeighbourListCache
 from eqff.nn.forces import energy_forces_stress
+from eqff.threads import call_threads, torch_threads
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 DEFAULT_SKIN = 0.5
@@ -59,6 +60,9 @@ class Potential:
         device: "cpu", "cuda" or "cuda:N".
         dtype: "float32" or "float64".
         skin: neighbour-list skin, Å.
+        threads: torch CPU threads per call; ``None``: one thread for structures under
+            :data:`~eqff.threads.MULTI_THREAD_MIN_ATOMS` atoms unless the user set a number
+            (see :mod:`eqff.threads`), torch's setting otherwise.
     """
 
     def __init__(
@@ -67,7 +71,11 @@ class Potential:
         device: str | torch.device = "cpu",
         dtype: str = "float32",
         skin: float = DEFAULT_SKIN,
+        threads: int | None = None,
     ) -> None:
+        if threads is not None and threads < 1:
+            raise EqffInputError(f"threads must be at least 1, got {threads}")
+        self.threads = threads
         if dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
         self.device = resolve_device(device)
@@ -114,7 +122,8 @@ class Potential:
         edge_index, cell_shifts = self.neighbours(positions, atomic_numbers, cell, pbc)
         built = _now(self.device)
         graph = structure_to_graph(atomic_numbers, positions, cell, pbc, edge_index, cell_shifts, self.dtype, self.device)
-        out = energy_forces_stress(self.model, graph, compute_stress)
+        with torch_threads(call_threads(len(atomic_numbers), self.threads)):
+            out = energy_forces_stress(self.model, graph, compute_stress)
         result = {
             keys.ENERGY: out[keys.ENERGY].detach().double().sum().item(),
             keys.FORCES: out[keys.FORCES].detach().double().cpu().numpy(),

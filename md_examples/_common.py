@@ -4,6 +4,7 @@ import argparse
 from pathlib import Path
 
 from eqff.model_file import DEFAULT_POTENTIAL
+from eqff.threads import THREADS_HELP
 
 
 def add_md_arguments(
@@ -22,6 +23,7 @@ def add_md_arguments(
         "--interval", type=int, default=default_interval, help="steps between recorded frames (default: %(default)s)"
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the initial velocities (and thermostat noise)")
+    parser.add_argument("--threads", type=int, help=THREADS_HELP)
 
 
 def check_md_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:

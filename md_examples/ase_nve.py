@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     check_md_arguments(parser, args)
     atoms = starting_structure(args.model, None)
-    atoms.calc = EqffCalculator(args.model, device=args.device, dtype=args.dtype)
+    atoms.calc = EqffCalculator(args.model, device=args.device, dtype=args.dtype, threads=args.threads)
     print(f"NVE aspirin ({len(atoms)} atoms), model {args.model}, {args.steps} steps of {args.timestep:g} fs, "
           f"velocities at {TEMPERATURE:g} K, {args.dtype}")
     samples, wall = run_nve(atoms, args.steps, args.timestep, args.interval, TEMPERATURE, args.seed)

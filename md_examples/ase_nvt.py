@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     check_md_arguments(parser, args)
     reference = read_rmd17(MOLECULE, 1, "train", args.data)
     atoms = reference[0].to_atoms()
-    atoms.calc = EqffCalculator(args.model, device=args.device, dtype=args.dtype)
+    atoms.calc = EqffCalculator(args.model, device=args.device, dtype=args.dtype, threads=args.threads)
     print(f"NVT {MOLECULE} ({len(atoms)} atoms), model {args.model}, {args.steps} steps of {args.timestep:g} fs, "
           f"Langevin at {args.temperature:g} K (friction {args.friction:g}/fs), {args.dtype}")
     positions, temperatures, wall = run_nvt(

@@ -29,6 +29,7 @@ from eqff.cli import reports_bad_input
 from eqff.data.md17 import read_rmd17
 from eqff.integrations.openmm import molecule_topology
 from eqff.model_file import DEFAULT_POTENTIAL
+from eqff.threads import THREADS_HELP
 
 TEMPERATURE = 300 * unit.kelvin
 FRICTION = 1 / unit.picosecond
@@ -48,6 +49,7 @@ def add_common_arguments(parser: argparse.ArgumentParser, default_steps: int) ->
     parser.add_argument("--output", type=Path, default=Path("md_output"), help="folder for the CSV and DCD files")
     parser.add_argument("--interval", type=int, default=50, help="steps between reported frames")
     parser.add_argument("--seed", type=int, default=0, help="seed of the initial velocities and the thermostat noise")
+    parser.add_argument("--threads", type=int, help=THREADS_HELP)
 
 
 def aspirin(data: str | None) -> tuple[np.ndarray, np.ndarray]:
@@ -116,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     numbers, positions = aspirin(args.data)
     topology = molecule_topology(numbers, LIGAND_RESIDUE)
     potential = MLPotential("eqff", modelPath=args.model)
-    system = potential.createSystem(topology, precision=args.precision, device=args.device)
+    system = potential.createSystem(topology, precision=args.precision, device=args.device, threads=args.threads)
     integrator = openmm.LangevinMiddleIntegrator(TEMPERATURE, FRICTION, TIMESTEP)
     integrator.setRandomNumberSeed(args.seed)
     simulation = app.Simulation(topology, system, integrator)

@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     mm_system = forcefield.createSystem(modeller.topology, nonbondedMethod=app.PME, nonbondedCutoff=CUTOFF)
     potential = MLPotential("eqff", modelPath=args.model)
     system = potential.createMixedSystem(
-        modeller.topology, mm_system, ligand, precision=args.precision, device=args.device
+        modeller.topology, mm_system, ligand, precision=args.precision, device=args.device, threads=args.threads
     )
     integrator = openmm.LangevinMiddleIntegrator(TEMPERATURE, FRICTION, TIMESTEP)
     integrator.setRandomNumberSeed(args.seed)

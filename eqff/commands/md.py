@@ -11,6 +11,7 @@ from eqff.errors import DataFileError, ModelFileError
 from eqff.integrations.ase import EqffCalculator
 from eqff.model_file import DEFAULT_POTENTIAL, read_model_file
 from eqff.simulation import langevin, run_with_progress, set_initial_velocities, speed_line, velocity_verlet
+from eqff.threads import THREADS_HELP
 
 HELP = "run MD of a molecule with an eqff potential (Langevin NVT or velocity-Verlet NVE) and print a summary"
 
@@ -25,6 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--friction", type=float, default=0.01, help="Langevin friction, 1/fs")
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="the model's floating dtype")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    parser.add_argument("--threads", type=int, help=THREADS_HELP)
     parser.add_argument("--trajectory", help="write an ASE .traj file here")
     parser.add_argument("--interval", type=int, default=10, help="steps between trajectory frames and energy samples")
     parser.add_argument("--seed", type=int, default=0, help="seed of the initial velocities and the thermostat noise")
@@ -45,7 +47,7 @@ def starting_structure(model: str, structure: str | None) -> Atoms:
 
 def run(args: argparse.Namespace) -> int:
     atoms = starting_structure(args.model, args.structure)
-    atoms.calc = EqffCalculator(args.model, device=args.device, dtype=args.dtype)
+    atoms.calc = EqffCalculator(args.model, device=args.device, dtype=args.dtype, threads=args.threads)
     atoms.calc.potential.check_elements(atoms.numbers)  # before the progress bar starts
     rng = np.random.default_rng(args.seed)
     set_initial_velocities(atoms, args.temperature, rng)

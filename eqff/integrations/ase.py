@@ -21,6 +21,8 @@ class EqffCalculator(Calculator):
         dtype: "float32" or "float64".
         skin: neighbour-list skin in Å; the list is rebuilt only when an atom moved more than
             skin/2, or numbers, cell or pbc changed.
+        threads: torch CPU threads per call; default: one for molecules, torch's setting for
+            large systems or when the user set one (:mod:`eqff.threads`).
 
     Results are in ASE units: energy and free_energy in eV, forces in eV/Å, and, for
     structures periodic in all three directions, stress in eV/Å³ (Voigt order).
@@ -36,9 +38,10 @@ class EqffCalculator(Calculator):
         device: str | torch.device = "cpu",
         dtype: str = "float32",
         skin: float = DEFAULT_SKIN,
+        threads: int | None = None,
     ) -> None:
         super().__init__()
-        self.potential = Potential(model, device=device, dtype=dtype, skin=skin)
+        self.potential = Potential(model, device=device, dtype=dtype, skin=skin, threads=threads)
 
     def calculate(
         self, atoms: Atoms | None = None, properties: list[str] | None = None, system_changes: list[str] = all_changes

@@ -71,6 +71,8 @@ class EqffPotentialImpl(MLPotentialImpl):
       model file was saved in.
     - ``device``: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``; default: ``"cuda"`` when available.
     - ``implementation``: ``"python"`` (default) or ``"torch"`` (needs openmm-torch).
+    - ``threads``: torch CPU threads per force call of the ``"python"`` implementation;
+      default: one for molecules, unless set by the user (see :mod:`eqff.threads`).
 
     Any other argument raises ``TypeError``. Bad input raises ``ValueError`` subclasses from
     :mod:`eqff.errors`: a missing model file, a topology atom without an element, an element the
@@ -94,6 +96,7 @@ class EqffPotentialImpl(MLPotentialImpl):
         precision: str | None = None,
         device: str | None = None,
         implementation: str = "python",
+        threads: int | None = None,
         **embeddingArgs,
     ) -> None:
         """Add one force computing the eqff energy of ``atoms`` (all atoms if ``None``) to ``system``.
@@ -103,13 +106,13 @@ class EqffPotentialImpl(MLPotentialImpl):
             system: receives the force; periodic if it or the topology is.
             atoms: indices of the particles the model applies to; forces on the others are zero.
             forceGroup: the force group of the new force.
-            precision, device, implementation: see the class docstring.
+            precision, device, implementation, threads: see the class docstring.
             embeddingArgs: options of openmm-ml's embedding, ignored here.
         """
         _check_options(implementation, embeddingArgs)
         particles = list(range(topology.getNumAtoms())) if atoms is None else list(atoms)
         atomic_numbers = topology_atomic_numbers(topology, particles)
-        potential = self.load_potential(precision, device)
+        potential = self.load_potential(precision, device, threads)
         potential.check_elements(atomic_numbers)
         periodic = topology.getPeriodicBoxVectors() is not None or system.usesPeriodicBoundaryConditions()
         if implementation == "python":
@@ -119,12 +122,15 @@ class EqffPotentialImpl(MLPotentialImpl):
         force.setForceGroup(forceGroup)
         system.addForce(force)
 
-    def load_potential(self, precision: str | None = None, device: str | None = None) -> Potential:
+    def load_potential(
+        self, precision: str | None = None, device: str | None = None, threads: int | None = None
+    ) -> Potential:
         """The :class:`~eqff.potential.Potential` that ``addForces`` evaluates, for the same arguments.
 
         Args:
             precision: "single" or "double"; default: the dtype the model file was saved in.
             device: default "cuda" when available, else "cpu".
+            threads: see :class:`~eqff.potential.Potential`.
         """
         import torch
 
@@ -136,7 +142,7 @@ class EqffPotentialImpl(MLPotentialImpl):
         model, content = load_model(self.modelPath or DEFAULT_POTENTIAL)
         dtype = content["dtype"] if precision is None else PRECISIONS[precision]
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        return Potential(model, device=device, dtype=dtype)
+        return Potential(model, device=device, dtype=dtype, threads=threads)
 
 
 class EqffForceComputation:
@@ -209,7 +215,7 @@ def _check_options(implementation: str, embedding_args: dict) -> None:
     unknown = sorted(set(embedding_args) - EMBEDDING_OPTIONS)
     if unknown:
         raise TypeError(
-            f"the eqff potential got unknown arguments {unknown}; it takes precision, device and implementation"
+            f"the eqff potential got unknown arguments {unknown}; it takes precision, device, implementation and threads"
         )
 
 
