@@ -16,7 +16,7 @@ from eqff.errors import EqffError
 
 P = ParamSpec("P")
 
-COMMANDS = ("md", "bench", "train", "evaluate", "learning-curve", "report", "equivariance")
+COMMANDS = ("md", "bench", "train", "evaluate", "learning-curve", "train-peer", "report", "equivariance")
 """Subcommand names, each the name of a module in :mod:`eqff.commands` (with ``_`` for ``-``)."""
 
 

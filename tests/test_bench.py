@@ -1,43 +1,68 @@
-"""``eqff bench``: its rows, and a row whose process dies does not end the benchmark."""
+"""``eqff bench``: its rows, and a row whose process dies does not end the benchmark; the training
+step's frames and options as they reach the peers' script."""
 
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
 from eqff.cli import main
-from eqff.commands.bench import benchmark_system, run_in_fresh_process
+from eqff.commands.bench import (
+    REFERENCE_HYPERPARAMETERS, TRAINING_BATCH, run_in_fresh_process, training_batch, training_frames,
+)  # fmt: skip
+from eqff.data import keys
+from eqff.errors import DataFileError
+from eqff.peers import time_peer
+from eqff.peers.run import missing_peers_python, painn_peer_size, time_peer_command, write_frames
+from eqff.systems import benchmark_system
 
 DATA_ROOT = os.environ.get("EQFF_DATA", "/work/shared/data")
 HAVE_ASPIRIN = (Path(DATA_ROOT) / "rmd17" / "splits" / "rmd17_aspirin_train_01.npz").is_file()
 
 
 @pytest.mark.skipif(not HAVE_ASPIRIN, reason="rMD17 data not found (set EQFF_DATA)")
-def test_bench_prints_one_row_per_model_system_and_dtype(capsys):
+def test_bench_prints_one_row_per_model_system_dtype_and_thread_count(capsys):
     argv = ["bench", "--architectures", "painn", "gemnet-t", "--systems", "aspirin", "--dtypes", "float32", "float64",
-            "--repeats", "2", "--data", DATA_ROOT]  # fmt: skip
+            "--threads", "1", "2", "--repeats", "2", "--data", DATA_ROOT]  # fmt: skip
     assert main(argv) == 0
     rows = [line.split() for line in capsys.readouterr().out.splitlines() if " aspirin " in line]
-    assert [(row[0], row[5]) for row in rows] == [
-        ("painn", "float32"), ("painn", "float64"), ("gemnet-t", "float32"), ("gemnet-t", "float64")
+    assert [(row[0], row[5], row[6]) for row in rows] == [
+        (model, dtype, threads) for model in ("painn", "gemnet-t") for dtype in ("float32", "float64") for threads in "12"
     ]
     for row in rows:
         assert row[2:4] == ["21", "294"]  # atoms, pairs within 5 Å
-        total, neighbours, model = map(float, row[6:9])
+        total, neighbours, model = map(float, row[7:10])
         assert 0 < neighbours < total and 0 < model < total
     for row in rows:  # GemNet-T's rows also time its triplet construction, with its share of the call
         if row[0] == "gemnet-t":
-            assert len(row) == 12 and 0 < float(row[10]) < float(row[6]) and row[11].endswith("%)")
+            assert len(row) == 13 and 0 < float(row[11]) < float(row[7]) and row[12].endswith("%)")
         else:
-            assert len(row) == 10
+            assert len(row) == 11
+
+
+def test_bench_of_water_boxes_needs_no_data_and_a_bad_system_fails_before_any_output(monkeypatch, capsys):
+    monkeypatch.delenv("EQFF_DATA", raising=False)
+    assert main(["bench", "--systems", "water-192", "--dtypes", "float32", "--repeats", "1"]) == 0
+    [row] = [line.split() for line in capsys.readouterr().out.splitlines() if " water-192 " in line]
+    assert row[:3] == ["painn", "water-192", "192"] and row[6] == "1"  # the calculator's default for 192 atoms
+    with pytest.raises(SystemExit, match="^error: no data folder given: pass --data FOLDER"):
+        main(["bench", "--systems", "water-192", "aspirin", "--repeats", "1"])
+    assert capsys.readouterr().out == ""
 
 
 @pytest.mark.skipif(not HAVE_ASPIRIN, reason="rMD17 data not found (set EQFF_DATA)")
 def test_systems_are_rmd17_molecules_and_water_boxes():
     assert benchmark_system("ethanol", DATA_ROOT).get_chemical_formula() == "C2H6O"
     assert len(benchmark_system("water-192", DATA_ROOT)) == 192
-    with pytest.raises(ValueError, match="unknown system 'ethanl'.*ethanol"):
+    with pytest.raises(DataFileError, match="unknown system 'ethanl'.*ethanol"):
         benchmark_system("ethanl", DATA_ROOT)
+
+
+def test_water_boxes_need_no_data_folder(monkeypatch):
+    monkeypatch.delenv("EQFF_DATA", raising=False)
+    assert len(benchmark_system("water-1029", None)) == 1029
 
 
 def test_a_process_that_dies_gives_none():
@@ -46,12 +71,78 @@ def test_a_process_that_dies_gives_none():
 
 
 @pytest.mark.skipif(not HAVE_ASPIRIN, reason="rMD17 data not found (set EQFF_DATA)")
-def test_training_step_rows_time_eager_and_compiled_steps(capsys):
+def test_training_step_rows_time_eager_and_compiled_steps(capsys, tmp_path):
+    no_peers = tmp_path / "no-venv" / "bin" / "python"
     argv = ["bench", "--architectures", "painn", "--systems", "aspirin", "--dtypes", "float32", "--repeats", "1",
-            "--training-step", "--data", DATA_ROOT]  # fmt: skip
+            "--training-step", "--peers-python", str(no_peers), "--data", DATA_ROOT]  # fmt: skip
     assert main(argv) == 0
     table = capsys.readouterr().out.split("training steps:")[1]
     rows = [line.split() for line in table.splitlines() if " aspirin " in line]
     assert [row[:2] for row in rows] == [["painn", "aspirin"]]
     eager, compile_seconds, compiled = map(float, rows[0][2:5])
     assert eager > 0 and compile_seconds > compiled / 1e3 > 0 and rows[0][5].endswith("x")
+    # Without the peers' environment, one line says how to make it, and there are no peer rows.
+    skipped = [line for line in table.splitlines() if line.startswith("peers: ")]
+    assert len(skipped) == 1 and f"no Python at {no_peers}" in skipped[0] and "create_venv.sh" in skipped[0]
+    assert "(peer)" not in table and "SchNetPack PaiNN training step" not in table
+
+
+@pytest.mark.skipif(not HAVE_ASPIRIN, reason="rMD17 data not found (set EQFF_DATA)")
+def test_training_frames_reach_the_peers_script_as_eqff_batches_them(tmp_path):
+    frames = training_frames("aspirin", DATA_ROOT)
+    assert len(frames) == TRAINING_BATCH
+    assert all(not np.allclose(frames[0].positions, atoms.positions) for atoms in frames[1:])  # rattled apart
+    path = tmp_path / "frames.extxyz"
+    write_frames(frames, path)
+    read_back = time_peer.read_frames(path)
+    time_peer.check_labelled(read_back)
+    batch = training_batch(frames, 5.0)
+    positions = torch.cat([torch.as_tensor(atoms.positions, dtype=torch.float32) for atoms in read_back])
+    torch.testing.assert_close(positions, batch[keys.POSITIONS], rtol=0, atol=1e-6)  # float32 of the same frames
+    for sent, received in zip(frames, read_back, strict=True):
+        np.testing.assert_allclose(received.positions, sent.positions, rtol=0, atol=1e-8)
+        assert list(received.numbers) == list(sent.numbers)
+        assert received.get_potential_energy() == sent.get_potential_energy()
+        np.testing.assert_array_equal(received.get_forces(), sent.get_forces())
+    assert batch[keys.ENERGY].shape == (TRAINING_BATCH,) and batch[keys.FORCES].shape == (5 * 21, 3)
+
+
+def test_the_training_step_options_reach_the_peers_script(tmp_path):
+    structure = tmp_path / "frames.extxyz"
+    structure.write_text("")
+    eqff_painn = {"elements": [1, 6], "num_features": 64, "num_interactions": 2, "num_radial": 8, "cutoff": 4.5}
+    size = painn_peer_size(eqff_painn)
+    assert size == {"n_atom_basis": 64, "n_interactions": 2, "n_rbf": 8, "cutoff": 4.5}
+    command = time_peer_command("python", "schnetpack-painn", structure, "float32", 7, training_step=True, threads=3,
+                                hyperparameters=size)  # fmt: skip
+    assert command[1] == str(time_peer.__file__)
+    args = time_peer.parse_args(command[2:])
+    assert (args.peer, args.structure, args.dtype, args.repeats, args.training_step, args.threads) == (
+        "schnetpack-painn", structure, "float32", 7, True, 3
+    )
+    assert args.hyperparameters == {**time_peer.PAINN_DEFAULT, **size}
+    calls = time_peer.parse_args(time_peer_command("python", "mace", structure, "float64", 2)[2:])
+    assert (calls.training_step, calls.threads, calls.hyperparameters) == (False, None, time_peer.MACE_RMD17)
+    # The size of the random-weight eqff PaiNN is SchNetPack's default size.
+    assert {**time_peer.PAINN_DEFAULT, **painn_peer_size(REFERENCE_HYPERPARAMETERS["painn"])} == time_peer.PAINN_DEFAULT
+
+
+def test_the_peers_script_refuses_hyperparameters_its_peer_does_not_have(tmp_path, capsys):
+    structure = tmp_path / "frames.extxyz"
+    structure.write_text("")
+    with pytest.raises(SystemExit):
+        time_peer.parse_args(["--peer", "mace", "--structure", str(structure), "--hyperparameters", '{"n_rbf": 8}'])
+    assert "['n_rbf'] are not hyperparameters of mace" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        time_peer.parse_args(["--peer", "mace", "--structure", str(structure), "--hyperparameters", "[8]"])
+    assert "not a JSON object" in capsys.readouterr().err
+
+
+def test_a_missing_peers_python_says_how_to_make_it(tmp_path):
+    python = tmp_path / "venv" / "bin" / "python"
+    assert f"bash {time_peer.__file__.removesuffix('time_peer.py')}create_venv.sh {tmp_path / 'venv'}" in (
+        missing_peers_python(python)
+    )
+    python.parent.mkdir(parents=True)
+    python.write_text("")
+    assert missing_peers_python(python) is None

@@ -11,7 +11,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+from ase.build import molecule
+from ase.calculators.singlepoint import SinglePointCalculator
+
+from eqff.peers.run import time_peer_training_step
 
 PEERS_DIR = Path(__file__).resolve().parents[1] / "eqff" / "peers"
 TIME_PEER = PEERS_DIR / "time_peer.py"
@@ -77,3 +82,39 @@ def test_time_peer_fails_clearly_on_an_element_it_does_not_know(tmp_path):
     assert result.returncode != 0
     assert result.stdout == ""
     assert "Si" in result.stderr and "failed" in result.stderr
+
+
+def labelled_waters(count: int) -> list:
+    """``count`` rattled water molecules labelled with zero energy (eV) and forces (eV/Å)."""
+    frames = []
+    for seed in range(count):
+        atoms = molecule("H2O")
+        atoms.rattle(0.05, seed=seed)
+        atoms.calc = SinglePointCalculator(atoms, energy=0.0, forces=np.zeros((3, 3)))
+        frames.append(atoms)
+    return frames
+
+
+@needs_peers_venv
+@pytest.mark.parametrize(("peer", "hyperparameters"), [("mace", None), ("schnetpack-painn", {"n_rbf": 8})])
+def test_time_peer_times_a_training_step_on_a_batch(peer, hyperparameters):
+    record = time_peer_training_step(PEERS_PYTHON, peer, labelled_waters(2), repeats=1, threads=1,
+                                     hyperparameters=hyperparameters)  # fmt: skip
+    assert record["peer"] == peer
+    assert record["ms"] > 0
+    assert (record["frames"], record["atoms"], record["pairs"]) == (2, 6, 12)  # each atom pairs with the other two
+    assert record["dtype"] == "float32" and record["torch_threads"] == 1
+    assert "Adam" in record["description"]
+    if hyperparameters:
+        assert "8 Gaussian RBF" in record["description"]
+
+
+@needs_peers_venv
+def test_time_peer_refuses_a_training_step_without_labels(tmp_path):
+    structure = tmp_path / "water.xyz"
+    structure.write_text(WATER_XYZ)
+    result = run_time_peer("--peer", "schnetpack-painn", "--structure", str(structure), "--training-step",
+                           "--repeats", "1")  # fmt: skip
+    assert result.returncode != 0
+    assert result.stdout == ""
+    assert "labelled with energy and forces" in result.stderr

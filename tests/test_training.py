@@ -38,7 +38,8 @@ from eqff.train.dataset import frame_to_graph
 from eqff.train.lightning import MONITOR, ConfiguredEarlyStopping, LitPotential
 from eqff.train.loss import EnergyForceLoss
 from eqff.train.metrics import evaluate
-from eqff.train.run import RunFolderError, build_initial_model, keep_earlier_metrics, split_frames, train
+from eqff.train.run import build_initial_model, split_frames, train
+from eqff.train.run_folder import RunFolderError, keep_earlier_metrics
 from eqff.train.splits import random_split, read_split
 from eqff.train.stats import energy_statistics
 

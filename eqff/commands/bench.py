@@ -3,10 +3,13 @@
 With ``--openmm`` it also times OpenMM MD steps of gas-phase aspirin through the eqff
 ``PythonForce`` against bare ASE calculator calls on the same structure and model. With
 ``--training-step`` it also times training steps with eager and with compiled energies and
-forces (``training.compile`` of the training configs).
+forces (``training.compile`` of the training configs) and, where the peers' virtual environment
+is (``--peers-python``, see :mod:`eqff.peers`), the training steps of SchNetPack's PaiNN (at the
+size of the eqff PaiNN timed) and of MACE on the same frames, in the same run.
 """
 
 import argparse
+import itertools
 import multiprocessing
 import os
 import platform
@@ -18,11 +21,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from ase import Atoms
+from ase.calculators.singlepoint import SinglePointCalculator
 from torch import nn
 
 from eqff.data import keys
 from eqff.data.graph import atoms_to_graph, collate
-from eqff.data.md17 import MOLECULES, read_rmd17
 from eqff.data.units import EV_IN_KJ_PER_MOL, EV_PER_ANGSTROM_IN_KJ_PER_MOL_PER_NM
 from eqff.errors import ModelCompileError
 from eqff.integrations.ase import EqffCalculator
@@ -30,12 +33,14 @@ from eqff.model_file import DEFAULT_POTENTIAL, load_model, resolve_model_path
 from eqff.models import ARCHITECTURES, architecture_name, build_model
 from eqff.nn.forces import compiled_energy_forces, energy_forces_stress
 from eqff.nn.triplets import triplet_indices
-from eqff.systems import water_box
+from eqff.peers.run import (
+    DEFAULT_PEERS_PYTHON, PEER_LABELS, PEERS, missing_peers_python, painn_peer_size, time_peer_training_step,
+)  # fmt: skip
+from eqff.systems import WATER_BOXES, benchmark_system
+from eqff.threads import call_threads
+from eqff.train.loss import EnergyForceLoss
 
 HELP = "time energy+forces calls (ms, median) for aspirin and water boxes, neighbour list and model apart"
-
-WATER_BOXES = {"water-192": 64, "water-1029": 343, "water-10125": 3375}
-"""Benchmark water boxes: name → number of molecules (1.0 g/cm³)."""
 
 REFERENCE_HYPERPARAMETERS = {"painn": dict(cutoff=5.0, num_features=128, num_interactions=3, num_radial=20)}
 """Hyperparameters of the random-weight models timed (besides each model's defaults): PaiNN at
@@ -57,6 +62,9 @@ OPENMM_TIMESTEP_FS = 0.5
 TRAINING_BATCH = 5
 """Frames of a training step timed by ``--training-step``: the batch size of eqff's training configs."""
 
+TRAINING_RATTLE = 0.05
+"""Å: standard deviation of the rattle of each frame of a timed training step."""
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="model file or shipped potential (default: random-weight models, see --architectures)")
@@ -68,9 +76,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--systems", nargs="+", default=["aspirin", *WATER_BOXES],
         help=f"systems to time: rMD17 molecules (first train_01 frame) and water boxes ({', '.join(WATER_BOXES)})",
     )
-    parser.add_argument("--dtypes", nargs="+", default=["float32", "float64"], choices=["float32", "float64"])
+    parser.add_argument("--dtypes", nargs="+", default=["float32", "float64"], choices=["float32", "float64"], help="floating dtypes, a row for each")
     parser.add_argument("--devices", nargs="+", default=None, help="default: cpu, and cuda when present")
     parser.add_argument("--repeats", type=int, default=20, help="timed calls per row (after 3 warm-up calls)")
+    parser.add_argument("--threads", type=int, nargs="+",
+                        help="torch CPU threads per call, a row for each (default: the calculator's own choice)")
     parser.add_argument("--data", default=None, help="data root with rMD17 (default: $EQFF_DATA)")
     parser.add_argument(
         "--openmm", action="store_true",
@@ -80,17 +90,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--training-step", action="store_true",
         help=f"also time training steps on {TRAINING_BATCH} rattled copies of each system, with eager and with "
-        "compiled energies and forces (training.compile; compiling takes minutes)",
+        "compiled energies and forces (training.compile; compiling takes minutes), and those of SchNetPack's PaiNN "
+        "and MACE on the same frames where the peers' Python is (--peers-python)",
     )  # fmt: skip
-
-
-def benchmark_system(name: str, data_root: str | None) -> Atoms:
-    """The structure called ``name``: an rMD17 molecule (its first train_01 frame) or a water box."""
-    if name in MOLECULES:
-        return read_rmd17(name, 1, "train", data_root)[0].to_atoms()
-    if name in WATER_BOXES:
-        return water_box(WATER_BOXES[name])
-    raise ValueError(f"unknown system {name!r}; known: the rMD17 molecules ({', '.join(MOLECULES)}), {', '.join(WATER_BOXES)}")
+    parser.add_argument(
+        "--peers-python", default=DEFAULT_PEERS_PYTHON,
+        help="Python of the peers' environment, for --training-step (default: $EQFF_PEERS_PYTHON or %(default)s)",
+    )  # fmt: skip
 
 
 def time_calls(atoms: Atoms, calc: EqffCalculator, repeats: int) -> dict[str, float]:
@@ -136,16 +142,21 @@ def reference_model(architecture: str) -> nn.Module:
     return build_model(architecture, {"elements": ELEMENTS, **REFERENCE_HYPERPARAMETERS.get(architecture, {})})
 
 
-def time_row(model: str, name: str, data_root: str | None, device: str, dtype: str, repeats: int) -> dict:
-    """:func:`time_calls` for one model (a file, a shipped name or an architecture), system, device and dtype,
-    plus the number of pairs.
+def time_row(
+    model: str, name: str, data_root: str | None, device: str, dtype: str, repeats: int, threads: int | None = None
+) -> dict:
+    """:func:`time_calls` for one model (a file, a shipped name or an architecture), system, device,
+    dtype and thread count (``None``: the calculator's default, :mod:`eqff.threads`), plus the
+    number of pairs and the threads the calls ran on.
 
     Run in a fresh process per row, so that rows do not inherit each other's heap, and a row
     that runs out of memory ends only its own process.
     """
     atoms = benchmark_system(name, data_root)
-    calc = EqffCalculator(reference_model(model) if model in ARCHITECTURES else model, device=device, dtype=dtype)
+    network = reference_model(model) if model in ARCHITECTURES else model
+    calc = EqffCalculator(network, device=device, dtype=dtype, threads=threads)
     row = time_calls(atoms, calc, repeats)
+    row["threads"] = call_threads(len(atoms), threads) or torch.get_num_threads()
     edge_index, cell_shifts = calc.potential.neighbours(atoms.positions, atoms.numbers, atoms.cell.array, atoms.pbc)
     row["pairs"] = edge_index.shape[1]
     if architecture_name(calc.potential.model) in TRIPLET_ARCHITECTURES and device == "cpu":
@@ -172,30 +183,31 @@ def run_in_fresh_process(function, *args):
 def run(args: argparse.Namespace) -> int:
     devices = args.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
     models = [str(resolve_model_path(args.model))] if args.model else args.architectures
+    systems = {name: benchmark_system(name, args.data) for name in args.systems}  # bad input fails before any output
     if not args.model:
         painn = ", ".join(f"{k}={v}" for k, v in REFERENCE_HYPERPARAMETERS["painn"].items())
         print(f"models: random weights; painn: {painn}; others at their defaults")
-    print(f"host: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads; median of {args.repeats} calls after 3 warm-up calls "
-          "(a quarter of them above 5,000 atoms), each row in a fresh process")
-    header = (f"{'model':<14} {'system':<12} {'atoms':>6} {'pairs':>8} {'device':<6} {'dtype':<8} {'ms/call':>9} "
-              f"{'nbr ms':>8} {'model ms':>9} {'µs/atom':>8} {'trip ms':>8}")
+    print(f"host: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}; "
+          f"median of {args.repeats} calls after 3 warm-up calls ({max(3, args.repeats // 4)} for systems above "
+          "5,000 atoms), each row in a fresh process")
+    header = (f"{'model':<14} {'system':<12} {'atoms':>6} {'pairs':>8} {'device':<6} {'dtype':<8} {'threads':>7} "
+              f"{'ms/call':>9} {'nbr ms':>8} {'model ms':>9} {'µs/atom':>8} {'trip ms':>8}")
     print(header)
     print("-" * len(header))
     for model in models:
-        for name in args.systems:
-            num_atoms = len(benchmark_system(name, args.data))
+        for name, atoms in systems.items():
+            num_atoms = len(atoms)
             repeats = args.repeats if num_atoms < 5000 else max(3, args.repeats // 4)
-            for device in devices:
-                for dtype in args.dtypes:
-                    row = run_in_fresh_process(time_row, model, name, args.data, device, dtype, repeats)
-                    start = f"{Path(model).stem:<14} {name:<12} {num_atoms:>6}"
-                    if row is None:
-                        print(f"{start} {'':>8} {device:<6} {dtype:<8} the process died (out of memory?)", flush=True)
-                        continue
-                    print(f"{start} {row['pairs']:>8} {device:<6} {dtype:<8} {row['total_ms']:>9.2f} "
-                          f"{row['neighbour_ms']:>8.2f} {row['model_ms']:>9.2f} "
-                          f"{1e3 * row['total_ms'] / num_atoms:>8.1f} {triplet_cell(row):>8}", flush=True)
+            for device, dtype, threads in itertools.product(devices, args.dtypes, args.threads or [None]):
+                row = run_in_fresh_process(time_row, model, name, args.data, device, dtype, repeats, threads)
+                start = f"{Path(model).stem:<14} {name:<12} {num_atoms:>6}"
+                if row is None:
+                    print(f"{start} {'':>8} {device:<6} {dtype:<8} {threads or '':>7} the process died (out of memory?)",
+                          flush=True)
+                    continue
+                print(f"{start} {row['pairs']:>8} {device:<6} {dtype:<8} {row['threads']:>7} {row['total_ms']:>9.2f} "
+                      f"{row['neighbour_ms']:>8.2f} {row['model_ms']:>9.2f} "
+                      f"{1e3 * row['total_ms'] / num_atoms:>8.1f} {triplet_cell(row):>8}", flush=True)
     if args.openmm:
         compare_openmm(args, devices)
     if args.training_step:
@@ -268,41 +280,66 @@ def compare_openmm(args: argparse.Namespace, devices: list[str]) -> None:
                   f"{force_error:>9.1e}", flush=True)
 
 
+def training_frames(name: str, data_root: str | None) -> list[Atoms]:
+    """The :data:`TRAINING_BATCH` frames of a timed training step: copies of the system ``name``
+    rattled by :data:`TRAINING_RATTLE` Å (seeds 0, 1, ...), labelled with zero energy (eV) and
+    forces (eV/Å) through a ``SinglePointCalculator``. The labels' values do not change a step's cost."""
+    system = benchmark_system(name, data_root)
+    frames = []
+    for seed in range(TRAINING_BATCH):
+        atoms = system.copy()
+        atoms.rattle(TRAINING_RATTLE, seed=seed)
+        atoms.calc = SinglePointCalculator(atoms, energy=0.0, forces=np.zeros((len(atoms), 3)))
+        frames.append(atoms)
+    return frames
+
+
+def training_batch(frames: list[Atoms], cutoff: float) -> dict[str, torch.Tensor]:
+    """The eqff batch graph of ``frames`` (pairs within ``cutoff`` Å), float32, with their labels in
+    float64 as training batches hold them: ``energy`` (B,) eV and ``forces`` (n, 3) eV/Å."""
+    graphs = []
+    for atoms in frames:
+        graph = atoms_to_graph(atoms, cutoff, torch.float32)
+        graph[keys.ENERGY] = torch.tensor(atoms.get_potential_energy(), dtype=torch.float64)
+        graph[keys.FORCES] = torch.as_tensor(atoms.get_forces(), dtype=torch.float64)
+        graphs.append(graph)
+    return collate(graphs)
+
+
 def time_training_steps(model: str, name: str, data_root: str | None, repeats: int) -> dict:
     """Median ms of a float32 CPU training step, eager and compiled, for one model and system.
 
-    A step computes the energies and forces of :data:`TRAINING_BATCH` copies of the system, each
-    rattled by 0.05 Å (seeded), and back-propagates a loss on both to the weights, as a training
-    step does before the optimiser's update. Eager steps use
-    :func:`eqff.nn.forces.energy_forces_stress`, compiled ones
+    A step on :func:`training_frames` as one batch zeroes the gradients, computes the energies
+    and forces, the MSE loss on both against the labels (:class:`eqff.train.loss.EnergyForceLoss`,
+    weights 1), its backward and an Adam step (torch's default settings), as a training step
+    does. Eager steps use :func:`eqff.nn.forces.energy_forces_stress`, compiled ones
     :func:`eqff.nn.forces.compiled_energy_forces`; the first compiled step, which compiles, is
     timed on its own.
 
-    Returns ``eager_ms`` and either ``compile_s`` and ``compiled_ms``, or ``error``: why the
-    model cannot be compiled.
+    Returns ``architecture``, ``hyperparameters`` (the model's), ``pairs`` (in the batch),
+    ``eager_ms`` and either ``compile_s`` and ``compiled_ms``, or ``error``: why the model cannot
+    be compiled.
     """
     network = reference_model(model) if model in ARCHITECTURES else load_model(resolve_model_path(model))[0]
     network = network.to(torch.float32).train()
-    frames = []
-    for seed in range(TRAINING_BATCH):
-        atoms = benchmark_system(name, data_root)
-        atoms.rattle(0.05, seed=seed)
-        frames.append(atoms_to_graph(atoms, network.cutoff, torch.float32))
-    batch = collate(frames)
+    batch = training_batch(training_frames(name, data_root), network.cutoff)
+    loss_fn = EnergyForceLoss(energy_weight=1.0, forces_weight=1.0)
+    optimiser = torch.optim.Adam(network.parameters())
 
     def step(energy_forces) -> float:
         start = time.perf_counter()
-        network.zero_grad()
-        predicted = energy_forces(batch)
-        loss = predicted[keys.ENERGY].square().mean() + predicted[keys.FORCES].square().mean()
-        loss.backward()
+        optimiser.zero_grad(set_to_none=True)
+        loss_fn(energy_forces(batch), batch)["loss"].backward()
+        optimiser.step()
         return time.perf_counter() - start
 
     def median_ms(energy_forces) -> float:
         times = [step(energy_forces) for _ in range(3 + repeats)][3:]
         return 1e3 * float(np.median(times))
 
-    row = {"eager_ms": median_ms(lambda graph: energy_forces_stress(network, graph))}
+    row = {"architecture": architecture_name(network), "hyperparameters": dict(network.hyperparameters),
+           "pairs": batch[keys.EDGE_INDEX].shape[1],
+           "eager_ms": median_ms(lambda graph: energy_forces_stress(network, graph))}  # fmt: skip
     compiled = compiled_energy_forces(network)
     try:
         row["compile_s"] = step(compiled)
@@ -312,21 +349,74 @@ def time_training_steps(model: str, name: str, data_root: str | None, repeats: i
     return row
 
 
+TRAINING_LABEL_WIDTH = max(14, *map(len, PEER_LABELS.values()))
+"""Width of the model column of the training-step table: eqff's model names and the peers' labels."""
+
+
+def training_row(label: str, name: str, row: dict | None) -> str:
+    """One eqff row of the training-step table."""
+    start = f"{label:<{TRAINING_LABEL_WIDTH}} {name:<12}"
+    if row is None:
+        return f"{start} the process died (out of memory?)"
+    if "error" in row:
+        return f"{start} {row['eager_ms']:>9.2f} cannot compile: {row['error']}"
+    return (f"{start} {row['eager_ms']:>9.2f} {row['compile_s']:>10.1f} {row['compiled_ms']:>12.2f} "
+            f"{row['eager_ms'] / row['compiled_ms']:>8.2f}x")  # fmt: skip
+
+
 def compare_training_steps(args: argparse.Namespace, models: list[str]) -> None:
-    """Print ms per training step with eager and with compiled energies and forces, per model and system."""
-    print(f"\ntraining steps: {TRAINING_BATCH} rattled copies of the system, energies, forces and the backward of a "
-          f"loss on both, float32, cpu; median of {args.repeats} after 3 warm-up; each row in a fresh process")
-    header = f"{'model':<14} {'system':<12} {'eager ms':>9} {'compile s':>10} {'compiled ms':>12} {'speed-up':>9}"
+    """Print ms per training step with eager and with compiled energies and forces, per model and system,
+    then, where the peers' Python is, the peers' steps on the same frames (:func:`compare_peer_training_steps`)."""
+    threads = torch.get_num_threads()
+    missing = missing_peers_python(args.peers_python)
+    print(f"\ntraining steps: {TRAINING_BATCH} copies of the system rattled by {TRAINING_RATTLE:g} Å, energies, "
+          "forces, an MSE loss on both, its backward and an Adam step, float32, cpu, "
+          f"{threads} threads; median of {args.repeats} after 3 warm-up; each row in a fresh process")  # fmt: skip
+    if missing:
+        print(f"peers: {missing}; their rows are skipped")
+    header = (f"{'model':<{TRAINING_LABEL_WIDTH}} {'system':<12} {'eager ms':>9} {'compile s':>10} "
+              f"{'compiled ms':>12} {'speed-up':>9}")  # fmt: skip
     print(header)
     print("-" * len(header))
-    for model in models:
-        for name in args.systems:
-            row = run_in_fresh_process(time_training_steps, model, name, args.data, args.repeats)
-            start = f"{Path(model).stem:<14} {name:<12}"
-            if row is None:
-                print(f"{start} the process died (out of memory?)", flush=True)
-            elif "error" in row:
-                print(f"{start} {row['eager_ms']:>9.2f} cannot compile: {row['error']}", flush=True)
-            else:
-                print(f"{start} {row['eager_ms']:>9.2f} {row['compile_s']:>10.1f} {row['compiled_ms']:>12.2f} "
-                      f"{row['eager_ms'] / row['compiled_ms']:>8.2f}x", flush=True)
+    for name in args.systems:
+        rows = {}
+        for model in models:
+            rows[model] = run_in_fresh_process(time_training_steps, model, name, args.data, args.repeats)
+            print(training_row(Path(model).stem, name, rows[model]), flush=True)
+        if not missing:
+            compare_peer_training_steps(args, name, rows, threads)
+
+
+def compare_peer_training_steps(
+    args: argparse.Namespace, name: str, rows: dict[str, dict | None], threads: int
+) -> None:
+    """Print the peers' rows of the training-step table for the system ``name``, a note on each
+    peer, and the ratio of eqff's PaiNN step to SchNetPack's.
+
+    The peers are timed by ``time_peer.py`` in the peers' environment on the same frames
+    (:func:`training_frames`), in float32 on ``threads`` torch threads. SchNetPack's PaiNN has the
+    size of the first eqff PaiNN in ``rows`` (eqff's rows, by model), else that of
+    :data:`REFERENCE_HYPERPARAMETERS`; MACE its rMD17 size.
+    """
+    painn = next((row for row in rows.values() if row and row["architecture"] == "painn"), None)
+    painn_size = painn_peer_size(painn["hyperparameters"] if painn else REFERENCE_HYPERPARAMETERS["painn"])
+    sizes = {"mace": None, "schnetpack-painn": painn_size}
+    frames = training_frames(name, args.data)
+    records = {}
+    for peer in PEERS:
+        start = f"{PEER_LABELS[peer]:<{TRAINING_LABEL_WIDTH}} {name:<12}"
+        try:
+            records[peer] = time_peer_training_step(args.peers_python, peer, frames, args.repeats, threads, sizes[peer])
+        except RuntimeError as error:
+            print(f"{start} failed: {str(error).splitlines()[-1]}", flush=True)
+            continue
+        print(f"{start} {records[peer]['ms']:>9.2f}", flush=True)
+    eqff_pairs = f" (eqff's: {painn['pairs']})" if painn else ""
+    for peer, record in records.items():
+        print(f"  {PEER_LABELS[peer]}: {record['description']}; {record['pairs']} pairs in the batch{eqff_pairs}, "
+              f"{record['torch_threads']} threads; versions {record['versions']}")  # fmt: skip
+    if painn and "schnetpack-painn" in records:
+        peer_ms = records["schnetpack-painn"]["ms"]
+        compiled = f", {painn['compiled_ms'] / peer_ms:.2f} compiled" if "compiled_ms" in painn else ""
+        eager = f"{painn['eager_ms'] / peer_ms:.2f} eager"
+        print(f"eqff PaiNN / SchNetPack PaiNN training step on {name}: {eager}{compiled}")

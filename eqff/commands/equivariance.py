@@ -22,7 +22,8 @@ import numpy as np
 import torch
 from ase import Atoms
 
-from eqff.commands.bench import ELEMENTS, benchmark_system, time_calls
+from eqff.commands.bench import ELEMENTS, time_calls
+from eqff.systems import benchmark_system
 from eqff.data.md17 import MOLECULES
 from eqff.integrations.ase import EqffCalculator
 from eqff.model_file import load_model

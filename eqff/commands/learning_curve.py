@@ -4,6 +4,8 @@ Runs trained with ``training.snapshot_minutes`` keep the best model after each o
 (:mod:`eqff.train.snapshots`). This command evaluates every snapshot of every run given on the
 test frames of the run's data source (rMD17 ``test_0N``, or the pool frames left out of training
 for MD17 and extxyz) and prints, writes as JSON, and plots force and energy MAE against minutes.
+A peer's run folder made by ``eqff train-peer`` may be given too: its records, tested by the peer's
+own evaluation on the same test frames, are read from it (:func:`run_errors`).
 """
 
 import argparse
@@ -19,15 +21,16 @@ import matplotlib.pyplot as plt  # noqa: E402
 from eqff.commands.evaluate import split_file_frames  # noqa: E402
 from eqff.errors import DataFileError  # noqa: E402
 from eqff.model_file import load_model, read_model_file  # noqa: E402
+from eqff.peers.learning_curve import read_peer_records  # noqa: E402
 from eqff.train.metrics import evaluate  # noqa: E402
-from eqff.train.run import SPLIT_FILE  # noqa: E402
+from eqff.train.run_folder import SPLIT_FILE  # noqa: E402
 from eqff.train.snapshots import SNAPSHOT_DIR  # noqa: E402
 
 HELP = "test force and energy MAE of training runs' snapshots against training minutes, with a plot"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("runs", nargs="+", help="run folders trained with training.snapshot_minutes")
+    parser.add_argument("runs", nargs="+", help="run folders trained with training.snapshot_minutes, or made by eqff train-peer")
     parser.add_argument("--output", default="learning-curve", help="folder for the JSON and the plot (default: learning-curve)")
     parser.add_argument("--data-root", help="data folder (default: $EQFF_DATA)")
     parser.add_argument("--max-frames", type=int, help="evaluate on the first N test frames only (default: all)")
@@ -90,6 +93,15 @@ def evaluate_run(run_dir: Path, data_root: str | None, max_frames: int | None) -
     return errors
 
 
+def run_errors(run_dir: Path, data_root: str | None, max_frames: int | None) -> list[SnapshotErrors]:
+    """The test errors of a run folder: a peer's records as they are (``max_frames`` was its own
+    ``--max-test-frames``), an eqff run's snapshots evaluated here (:func:`evaluate_run`)."""
+    records = read_peer_records(run_dir)
+    if records is None:
+        return evaluate_run(run_dir, data_root, max_frames)
+    return [SnapshotErrors(**record) for record in records]
+
+
 def plot_learning_curves(path: Path, errors: list[SnapshotErrors]) -> None:
     """Test force MAE (left) and energy MAE (right) against training minutes, one line per run."""
     figure, (forces_axes, energy_axes) = plt.subplots(1, 2, figsize=(10, 4))
@@ -110,7 +122,7 @@ def plot_learning_curves(path: Path, errors: list[SnapshotErrors]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    errors = [e for folder in args.runs for e in evaluate_run(Path(folder), args.data_root, args.max_frames)]
+    errors = [e for folder in args.runs for e in run_errors(Path(folder), args.data_root, args.max_frames)]
     print(f"{'run':<32} {'train frames':>12} {'minutes':>8} {'trained min':>11} {'test frames':>11} "
           f"{'F MAE meV/Å':>12} {'E MAE meV':>10}")
     for e in errors:

@@ -21,20 +21,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from eqff.commands.bench import WATER_BOXES, benchmark_system, run_in_fresh_process, time_row
+from eqff.commands.bench import run_in_fresh_process, time_row
 from eqff.model_file import shipped_potentials
 from eqff.model_report import (
     NVE_DTYPE, NVT_DTYPE, TIMESTEP, NVEResult, NVTResult, errors_on_test_set, nve_drift, nvt_stability, training_data,
 )  # fmt: skip
-from eqff.peers.run import PEERS, check_peers_python, time_peer
+from eqff.peers.run import DEFAULT_PEERS_PYTHON, PEER_LABELS, PEERS, check_peers_python, time_peer
 from eqff.report_plots import plot_nve, plot_nvt, plot_speed
+from eqff.systems import WATER_BOXES, benchmark_system
 
 HELP = "compare models: test MAEs, ms per call, NVE drift, NVT stability and h(r); --peers adds MACE and SchNetPack"
 
 SPEED_SYSTEMS = ["aspirin", "water-1029"]
 """Systems timed by default: rMD17 aspirin (21 atoms) and a water box of 1,029 atoms."""
 SPEED_DTYPE = "float32"
-PEER_LABELS = {"mace": "MACE (peer)", "schnetpack-painn": "SchNetPack PaiNN (peer)"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -51,7 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--peer-systems", nargs="+", default=["aspirin"], choices=["aspirin", *WATER_BOXES],
                         help="systems the peers are timed on (default: %(default)s; MACE at its rMD17 size took "
                         "about 90 s per call on 1,029 atoms on a 2-core CPU)")  # fmt: skip
-    parser.add_argument("--peers-python", default=os.environ.get("EQFF_PEERS_PYTHON", ".peers-venv/bin/python"),
+    parser.add_argument("--peers-python", default=DEFAULT_PEERS_PYTHON,
                         help="Python of the peers' environment (default: $EQFF_PEERS_PYTHON or %(default)s)")  # fmt: skip
     parser.add_argument("--data", help="data folder holding rmd17/ (default: $EQFF_DATA)")
     parser.add_argument("--output", type=Path, default=Path("report"), help="folder for the table and plots")

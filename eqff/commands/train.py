@@ -4,7 +4,8 @@ import argparse
 import sys
 
 from eqff.train.config import load_config
-from eqff.train.run import SPLIT_FILE, train
+from eqff.train.run import train
+from eqff.train.run_folder import SPLIT_FILE
 
 HELP = "train a force field from a YAML config (rMD17, MD17 or extxyz data), with resumable checkpoints"
 

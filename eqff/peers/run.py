@@ -1,12 +1,14 @@
 """Run ``time_peer.py`` in the peers' virtual environment and read back its timing.
 
-The structure is handed over as an extended-XYZ file (cell and pbc included), so the peers'
-environment needs nothing from eqff.
+Structures are handed over as an extended-XYZ file (cell, pbc and any energy and forces labels
+included), so the peers' environment needs nothing from eqff.
 """
 
 import json
+import os
 import subprocess
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from ase import Atoms
@@ -16,17 +18,66 @@ TIME_PEER_SCRIPT = Path(__file__).resolve().parent / "time_peer.py"
 CREATE_VENV_SCRIPT = Path(__file__).resolve().parent / "create_venv.sh"
 PEERS = ("mace", "schnetpack-painn")
 """The peers ``time_peer.py`` knows: MACE at its rMD17 size and SchNetPack's PaiNN at its default size."""
+PEER_LABELS = {"mace": "MACE (peer)", "schnetpack-painn": "SchNetPack PaiNN (peer)"}
+DEFAULT_PEERS_PYTHON = os.environ.get("EQFF_PEERS_PYTHON", ".peers-venv/bin/python")
+"""The peers' Python unless a command is given another: ``$EQFF_PEERS_PYTHON``, else the venv
+``.peers-venv`` in the working folder."""
+
+
+def missing_peers_python(python: str | Path) -> str | None:
+    """``None`` if ``python`` is a file; otherwise a message that says how to make the peers' environment."""
+    path = Path(python)
+    if path.is_file():
+        return None
+    return (f"no Python at {path}: create the peers' environment with "
+            f"`bash {CREATE_VENV_SCRIPT} {path.parent.parent}` (or give --peers-python)")  # fmt: skip
 
 
 def check_peers_python(python: str | Path) -> Path:
     """``python`` as a Path if it is an executable file; a ``SystemExit`` that says how to make one otherwise."""
-    path = Path(python)
-    if not path.is_file():
-        raise SystemExit(
-            f"error: no Python at {path}: create the peers' environment with "
-            f"`bash {CREATE_VENV_SCRIPT} {path.parent.parent}` (or give --peers-python)"
-        )
-    return path
+    message = missing_peers_python(python)
+    if message:
+        raise SystemExit(f"error: {message}")
+    return Path(python)
+
+
+def write_frames(frames: list[Atoms], path: Path) -> None:
+    """``frames`` as extended XYZ (positions in Å to 1e-8 Å; energy and forces labels of an attached calculator)."""
+    write(path, frames, format="extxyz")
+
+
+def time_peer_command(python: str | Path, peer: str, structure: Path, dtype: str, repeats: int,
+                      training_step: bool = False, threads: int | None = None,
+                      hyperparameters: dict | None = None) -> list[str]:  # fmt: skip
+    """The command line that runs ``time_peer.py`` under ``python`` (see its docstring for the options)."""
+    if peer not in PEERS:
+        raise ValueError(f"unknown peer {peer!r}; known: {', '.join(PEERS)}")
+    command = [str(python), str(TIME_PEER_SCRIPT), "--peer", peer, "--structure", str(structure),
+               "--dtype", dtype, "--repeats", str(repeats)]  # fmt: skip
+    if training_step:
+        command.append("--training-step")
+    if threads is not None:
+        command += ["--threads", str(threads)]
+    if hyperparameters:
+        command += ["--hyperparameters", json.dumps(hyperparameters)]
+    return command
+
+
+def run_time_peer(frames: list[Atoms], command_for: Callable[[Path], list[str]]) -> dict:
+    """Write ``frames`` to a temporary extxyz file, run ``command_for(file)`` and return its JSON record.
+
+    Raises:
+        RuntimeError: the script failed; its standard error is in the message.
+    """
+    with tempfile.TemporaryDirectory() as folder:
+        structure = Path(folder) / "structure.extxyz"
+        write_frames(frames, structure)
+        command = command_for(structure)
+        result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        peer = command[command.index("--peer") + 1]
+        raise RuntimeError(f"timing {peer} failed (exit {result.returncode}):\n{result.stderr.strip()[-2000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def time_peer(python: str | Path, peer: str, atoms: Atoms, dtype: str, repeats: int) -> dict:
@@ -37,14 +88,35 @@ def time_peer(python: str | Path, peer: str, atoms: Atoms, dtype: str, repeats: 
     Raises:
         RuntimeError: the script failed; its standard error is in the message.
     """
-    if peer not in PEERS:
-        raise ValueError(f"unknown peer {peer!r}; known: {', '.join(PEERS)}")
-    with tempfile.TemporaryDirectory() as folder:
-        structure = Path(folder) / "structure.extxyz"
-        write(structure, atoms, format="extxyz")
-        command = [str(python), str(TIME_PEER_SCRIPT), "--peer", peer, "--structure", str(structure),
-                   "--dtype", dtype, "--repeats", str(repeats)]  # fmt: skip
-        result = subprocess.run(command, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise RuntimeError(f"timing {peer} failed (exit {result.returncode}):\n{result.stderr.strip()[-2000:]}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return run_time_peer([atoms], lambda structure: time_peer_command(python, peer, structure, dtype, repeats))
+
+
+def time_peer_training_step(python: str | Path, peer: str, frames: list[Atoms], repeats: int, threads: int,
+                            hyperparameters: dict | None = None) -> dict:  # fmt: skip
+    """Median ms per float32 training step of ``peer`` on ``frames`` as one batch, timed by ``time_peer.py``.
+
+    Args:
+        python: the peers' Python.
+        peer: one of :data:`PEERS`.
+        frames: the batch, each with energy (eV) and forces (eV/Å) labels (an attached calculator).
+        repeats: timed steps after 3 warm-up steps.
+        threads: torch threads of the peer's process.
+        hyperparameters: entries of the peer's default size to override (see ``time_peer.py``).
+
+    Returns the script's JSON record (``ms``, ``frames``, ``atoms``, ``pairs``, ``torch_threads``,
+    ``versions``, ``description``, ...).
+
+    Raises:
+        RuntimeError: the script failed; its standard error is in the message.
+    """
+    return run_time_peer(frames, lambda structure: time_peer_command(
+        python, peer, structure, "float32", repeats, training_step=True, threads=threads,
+        hyperparameters=hyperparameters))  # fmt: skip
+
+
+def painn_peer_size(hyperparameters: dict) -> dict:
+    """SchNetPack PaiNN hyperparameters of the size of an eqff PaiNN with ``hyperparameters``: its
+    features, interactions, number of radial functions (Gaussian in SchNetPack, Bessel in eqff)
+    and cutoff (Å)."""
+    return {"n_atom_basis": hyperparameters["num_features"], "n_interactions": hyperparameters["num_interactions"],
+            "n_rbf": hyperparameters["num_radial"], "cutoff": hyperparameters["cutoff"]}  # fmt: skip

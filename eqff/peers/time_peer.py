@@ -1,17 +1,23 @@
-"""Time one peer force field, at random weights, per energy+forces call on CPU.
+"""Time one peer force field, at random weights, per energy+forces call or per training step on CPU.
 
 Run by the peers venv's python (made by ``eqff/peers/create_venv.sh``), never by eqff's own: the
 peers pin dependencies that clash with eqff's, so this script does not import eqff. ``eqff report
---peers`` runs it as a subprocess, in the same run as eqff's own timings.
+--peers`` and ``eqff bench --training-step`` run it as a subprocess, in the same run as eqff's own
+timings.
 
 Usage::
 
     python time_peer.py --peer {mace,schnetpack-painn} --structure FILE \\
-        --dtype {float32,float64} --repeats N
+        --dtype {float32,float64} --repeats N [--training-step] [--threads N] \\
+        [--hyperparameters JSON]
 
-Each peer is built at random weights (``torch.manual_seed(0)``) for the elements H, C, N, O and
-called through its own ASE calculator, as a user would run it, so the time includes the peer's
-own neighbour list and data conversion:
+``--hyperparameters`` overrides entries of the peer's default size (:data:`MACE_RMD17`,
+:data:`PAINN_DEFAULT`), e.g. ``'{"n_rbf": 8}'``; ``--threads`` sets ``torch.set_num_threads``
+(default: torch's own choice).
+
+Each peer is built at random weights (``torch.manual_seed(0)``) for the elements H, C, N, O. Per
+call (without ``--training-step``), it is called through its own ASE calculator, as a user would
+run it, so the time includes the peer's own neighbour list and data conversion:
 
 - ``mace``: MACE at the size of the rMD17 models of the MACE paper (see :data:`MACE_RMD17`),
   through ``mace.calculators.MACECalculator``, which rebuilds its (matscipy) neighbour list on
@@ -26,9 +32,27 @@ Timing protocol (the same as eqff's ``time_calls``): the calculator is attached 
 ``atoms.get_forces()`` is timed with ``time.perf_counter``; the first 3 calls are discarded and
 the median of the rest is reported in ms.
 
+With ``--training-step``, the frames of ``--structure`` (all of them, extxyz with energy (eV) and
+forces (eV/Å) labels) are one batch, made once by the peer's own batching, and a training step is
+timed as each package's trainer takes it: zero the gradients, predict energies and forces (forces
+by autograd with ``create_graph=True``), an MSE loss on both against the labels, its backward and
+an Adam step (torch's default settings):
+
+- ``mace``: ``mace.data.AtomicData.from_config`` per frame and mace's torch_geometric
+  ``DataLoader`` for the batch, ``model(batch, training=True)``, ``WeightedEnergyForcesLoss``
+  (per-atom energy and force-component MSE, weights 1), as ``mace.tools.train.take_step``.
+- ``schnetpack-painn``: ``AtomsConverter`` (``MatScipyNeighborList`` and SchNetPack's collate) for
+  the batch, the model in training mode, ``ModelOutput`` MSE losses on energy and forces
+  (weights 1), as ``AtomisticTask.training_step``.
+
+The same protocol times each step: 3 warm-up steps, then the median of N in ms.
+
 Output: exactly one JSON line on stdout::
 
     {"peer", "ms", "atoms", "dtype", "torch_threads", "versions", "description"}
+
+and, with ``--training-step``, also ``"frames"`` (the batch size) and ``"pairs"`` (directed
+neighbour pairs in the batch).
 
 Everything else (warnings, the peers' logging) goes to stderr. A failure exits non-zero with a
 message on stderr.
@@ -107,13 +131,19 @@ PAINN_SKIN = 0.5  # Å, the same skin as eqff's calculator default
 # --- structure and timing ---------------------------------------------------------------------
 
 
-def read_structure(path: Path) -> ase.Atoms:
-    """The first structure in ``path`` (extxyz or xyz, positions in Å), checked for H/C/N/O only."""
-    atoms = ase.io.read(path, index=0)
-    unknown = sorted(set(atoms.get_chemical_symbols()) - set(ELEMENTS))
+def read_frames(path: Path) -> list[ase.Atoms]:
+    """Every structure in ``path`` (extxyz or xyz, positions in Å), checked for H/C/N/O only."""
+    frames = ase.io.read(path, index=":")
+    unknown = sorted({symbol for atoms in frames for symbol in atoms.get_chemical_symbols()} - set(ELEMENTS))
     if unknown:
         raise ValueError(f"{path}: elements {unknown} are not among the peers' elements {ELEMENTS}")
-    return atoms
+    return frames
+
+
+def check_labelled(frames: list[ase.Atoms]) -> None:
+    """Raise ``ValueError`` unless every frame has energy (eV) and forces (eV/Å) labels."""
+    if any(atoms.calc is None or not {"energy", "forces"} <= set(atoms.calc.results) for atoms in frames):
+        raise ValueError("a training step needs frames labelled with energy and forces (extxyz energy= and forces)")
 
 
 def time_forces(atoms: ase.Atoms, calculator: Any, repeats: int) -> float:
@@ -135,6 +165,17 @@ def time_forces(atoms: ase.Atoms, calculator: Any, repeats: int) -> float:
     return 1e3 * float(np.median(times))
 
 
+def time_steps(step: Callable[[], None], repeats: int) -> float:
+    """Median wall time in ms of ``repeats`` calls of ``step``, after :data:`WARMUP_CALLS` discarded ones."""
+    times = []
+    for call in range(WARMUP_CALLS + repeats):
+        start = time.perf_counter()
+        step()
+        if call >= WARMUP_CALLS:
+            times.append(time.perf_counter() - start)
+    return 1e3 * float(np.median(times))
+
+
 def allow_full_unpickling() -> None:
     """Let ``torch.load`` unpickle whole objects, as the peers' loaders expect.
 
@@ -147,18 +188,26 @@ def allow_full_unpickling() -> None:
     os.environ["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = "1"
 
 
+class TrainingBatch(typing.NamedTuple):
+    """A peer's training step on a batch made once: ``step()`` takes one step; ``pairs`` is the
+    number of directed neighbour pairs in the batch."""
+
+    step: Callable[[], None]
+    pairs: int
+
+
 # --- MACE -------------------------------------------------------------------------------------
 
 
-def build_mace(dtype: str) -> torch.nn.Module:
-    """A random-weight ScaleShiftMACE of :data:`MACE_RMD17` size for H, C, N, O in ``dtype``."""
+def build_mace(dtype: str, hp: dict[str, Any]) -> torch.nn.Module:
+    """A random-weight ScaleShiftMACE for H, C, N, O in ``dtype`` with the hyperparameters ``hp``
+    (those of :data:`MACE_RMD17`)."""
     allow_full_unpickling()  # before e3nn 0.4.4 is imported: it torch.loads its constants.pt
     from e3nn import o3
     from mace import modules
 
     torch.set_default_dtype(getattr(torch, dtype))
     torch.manual_seed(0)
-    hp = MACE_RMD17
     return modules.ScaleShiftMACE(
         r_max=hp["r_max"],
         num_bessel=hp["num_bessel"],
@@ -181,21 +230,67 @@ def build_mace(dtype: str) -> torch.nn.Module:
     )
 
 
-def mace_calculator(model_file: Path, dtype: str) -> Any:
-    """MACE's own ASE calculator for the model saved in ``model_file``, on CPU in ``dtype``."""
+def mace_calculator(model_file: Path, dtype: str, hp: dict[str, Any]) -> Any:
+    """MACE's own ASE calculator for the model saved in ``model_file``, on CPU in ``dtype``
+    (its cutoff is the model's own, ``hp`` is not needed)."""
     from mace.calculators import MACECalculator
 
     return MACECalculator(model_paths=str(model_file), device="cpu", default_dtype=dtype)
 
 
-def mace_description() -> str:
-    hp = MACE_RMD17
+def mace_training_batch(model: torch.nn.Module, frames: list[ase.Atoms], hp: dict[str, Any]) -> TrainingBatch:
+    """MACE's training step on ``frames`` as one batch, as ``mace.tools.train.take_step`` takes it.
+
+    The batch is made as MACE's trainer makes its batches: a ``Configuration`` per frame with
+    the labels under MACE's default keys (``REF_energy``, ``REF_forces``),
+    ``AtomicData.from_config`` (matscipy neighbour list within ``hp["r_max"]`` Å) and mace's
+    torch_geometric ``DataLoader``; the loss is ``WeightedEnergyForcesLoss`` with weights 1.
+    """
+    from mace import data
+    from mace.modules.loss import WeightedEnergyForcesLoss
+    from mace.tools import AtomicNumberTable, torch_geometric
+
+    check_labelled(frames)
+    keys = data.KeySpecification(info_keys={"energy": "REF_energy"}, arrays_keys={"forces": "REF_forces"})
+    z_table = AtomicNumberTable(list(ATOMIC_NUMBERS))
+    dataset = []
+    for atoms in frames:
+        labelled = atoms.copy()
+        labelled.info["REF_energy"] = atoms.get_potential_energy()
+        labelled.arrays["REF_forces"] = atoms.get_forces()
+        config = data.config_from_atoms(labelled, key_specification=keys)
+        dataset.append(data.AtomicData.from_config(config, z_table=z_table, cutoff=hp["r_max"]))
+    loader = torch_geometric.dataloader.DataLoader(dataset, batch_size=len(dataset), shuffle=False, drop_last=False)
+    batch = next(iter(loader))
+    batch_dict = batch.to_dict()
+    loss_fn = WeightedEnergyForcesLoss(energy_weight=1.0, forces_weight=1.0)
+    optimiser = torch.optim.Adam(model.parameters())
+    model.train()
+
+    def step() -> None:
+        optimiser.zero_grad(set_to_none=True)
+        output = model(batch_dict, training=True, compute_force=True, compute_virials=False, compute_stress=False)
+        loss_fn(pred=output, ref=batch).backward()
+        optimiser.step()
+
+    return TrainingBatch(step, int(batch.edge_index.shape[1]))
+
+
+def mace_description(hp: dict[str, Any]) -> str:
+    size = "rMD17 size, Batatia et al. 2022" if hp == MACE_RMD17 else "size as given"
     return (
-        f"MACE (rMD17 size, Batatia et al. 2022): {hp['num_interactions']} interactions, "
+        f"MACE ({size}): {hp['num_interactions']} interactions, "
         f"hidden irreps {hp['hidden_irreps']}, max_ell {hp['max_ell']}, correlation "
         f"{hp['correlation']}, r_max {hp['r_max']} Å, {hp['num_bessel']} Bessel, p="
-        f"{hp['num_polynomial_cutoff']}; MACECalculator (matscipy neighbour list every call)"
+        f"{hp['num_polynomial_cutoff']}"
     )
+
+
+MACE_CALLS = "MACECalculator (matscipy neighbour list every call)"
+MACE_TRAINING = (
+    "batch by AtomicData.from_config and mace's torch_geometric DataLoader, WeightedEnergyForcesLoss, Adam, "
+    "as mace.tools.train.take_step"
+)
 
 
 # --- SchNetPack PaiNN -------------------------------------------------------------------------
@@ -217,12 +312,12 @@ def import_schnetpack() -> Any:
     return schnetpack
 
 
-def build_painn(dtype: str) -> torch.nn.Module:
-    """A random-weight SchNetPack NeuralNetworkPotential: PaiNN (:data:`PAINN_DEFAULT`), energy, forces."""
+def build_painn(dtype: str, hp: dict[str, Any]) -> torch.nn.Module:
+    """A random-weight SchNetPack NeuralNetworkPotential: PaiNN with the hyperparameters ``hp``
+    (those of :data:`PAINN_DEFAULT`), energy, forces."""
     spk = import_schnetpack()
     torch.set_default_dtype(getattr(torch, dtype))
     torch.manual_seed(0)
-    hp = PAINN_DEFAULT
     representation = spk.representation.PaiNN(
         n_atom_basis=hp["n_atom_basis"],
         n_interactions=hp["n_interactions"],
@@ -241,24 +336,24 @@ def build_painn(dtype: str) -> torch.nn.Module:
     )
 
 
-def painn_neighbour_list() -> Any:
-    """SchNetPack's fastest neighbour list for this protocol.
+def painn_neighbour_list(cutoff: float) -> Any:
+    """SchNetPack's fastest neighbour list for the calls protocol, ``cutoff`` in Å.
 
     ``MatScipyNeighborList`` is the fastest of SchNetPack's full rebuilds (ASE, matscipy, torch);
     ``SkinNeighborList`` around it reuses the list while no atom moved more than half the skin
     (:data:`PAINN_SKIN`, as eqff's calculator does), which is SchNetPack's own MD setting.
     """
     spk = import_schnetpack()
-    full = spk.transform.MatScipyNeighborList(cutoff=PAINN_DEFAULT["cutoff"])
+    full = spk.transform.MatScipyNeighborList(cutoff=cutoff)
     return spk.transform.SkinNeighborList(full, cutoff_skin=PAINN_SKIN)
 
 
-def painn_calculator(model_file: Path, dtype: str) -> Any:
+def painn_calculator(model_file: Path, dtype: str, hp: dict[str, Any]) -> Any:
     """SchNetPack's own ASE calculator for the model in ``model_file``: eV and Å, CPU, ``dtype``."""
     spk = import_schnetpack()
     return spk.interfaces.SpkCalculator(
         model_file=str(model_file),
-        neighbor_list=painn_neighbour_list(),
+        neighbor_list=painn_neighbour_list(hp["cutoff"]),
         energy_key="energy",
         force_key="forces",
         energy_unit="eV",
@@ -268,14 +363,55 @@ def painn_calculator(model_file: Path, dtype: str) -> Any:
     )
 
 
-def painn_description() -> str:
-    hp = PAINN_DEFAULT
-    return (
-        f"SchNetPack PaiNN (default size): n_atom_basis {hp['n_atom_basis']}, "
-        f"{hp['n_interactions']} interactions, {hp['n_rbf']} Gaussian RBF, cosine cutoff "
-        f"{hp['cutoff']} Å, unshared; SpkCalculator with SkinNeighborList(MatScipyNeighborList, "
-        f"skin {PAINN_SKIN} Å)"
+def painn_training_batch(model: torch.nn.Module, frames: list[ase.Atoms], hp: dict[str, Any]) -> TrainingBatch:
+    """SchNetPack's training step on ``frames`` as one batch, as ``AtomisticTask.training_step``
+    and Lightning's Adam step take it.
+
+    The batch is made by ``AtomsConverter`` (``MatScipyNeighborList`` within ``hp["cutoff"]`` Å,
+    then SchNetPack's own collate, ``_atoms_collate_fn``), with the labels as targets; the loss is
+    the sum of ``ModelOutput`` MSE losses on ``energy`` and ``forces`` with weights 1. The model
+    is called on a shallow copy of the batch, since it writes its outputs into its input dict.
+    """
+    spk = import_schnetpack()
+    converter = spk.interfaces.AtomsConverter(
+        neighbor_list=spk.transform.MatScipyNeighborList(cutoff=hp["cutoff"]), dtype=torch.get_default_dtype()
     )
+    batch = converter(frames)
+    check_labelled(frames)
+    dtype = torch.get_default_dtype()
+    energies = torch.tensor([atoms.get_potential_energy() for atoms in frames], dtype=dtype)  # (B,)
+    forces = torch.as_tensor(np.concatenate([atoms.get_forces() for atoms in frames]), dtype=dtype)  # (n, 3)
+    targets = {"energy": energies, "forces": forces}
+    outputs = [spk.task.ModelOutput(name, loss_fn=torch.nn.MSELoss(), loss_weight=1.0, metrics={})
+               for name in ("energy", "forces")]  # fmt: skip
+    optimiser = torch.optim.Adam(model.parameters())
+    model.train()
+
+    def step() -> None:
+        optimiser.zero_grad(set_to_none=True)
+        predicted = model(dict(batch))
+        loss = sum(output.calculate_loss(predicted, targets) for output in outputs)
+        loss.backward()
+        optimiser.step()
+
+    return TrainingBatch(step, int(batch[spk.properties.idx_i].shape[0]))
+
+
+def painn_description(hp: dict[str, Any]) -> str:
+    size = "default size" if hp == PAINN_DEFAULT else "size as given"
+    shared = "unshared" if not (hp["shared_interactions"] or hp["shared_filters"]) else "shared"
+    return (
+        f"SchNetPack PaiNN ({size}): n_atom_basis {hp['n_atom_basis']}, "
+        f"{hp['n_interactions']} interactions, {hp['n_rbf']} Gaussian RBF, cosine cutoff "
+        f"{hp['cutoff']} Å, {shared}"
+    )
+
+
+PAINN_CALLS = f"SpkCalculator with SkinNeighborList(MatScipyNeighborList, skin {PAINN_SKIN} Å)"
+PAINN_TRAINING = (
+    "batch by AtomsConverter (MatScipyNeighborList, SchNetPack's collate), ModelOutput MSE losses, Adam, "
+    "as AtomisticTask.training_step"
+)
 
 
 # --- the peers --------------------------------------------------------------------------------
@@ -283,27 +419,33 @@ def painn_description() -> str:
 
 class Peer(typing.NamedTuple):
     package: str  # distribution name whose version is reported
-    build: Callable[[str], Any]  # dtype -> random-weight model
-    calculator: Callable[[Path, str], Any]  # (saved model file, dtype) -> ASE calculator
-    description: Callable[[], str]
+    defaults: dict[str, Any]  # hyperparameters of the size timed unless --hyperparameters overrides them
+    build: Callable[[str, dict[str, Any]], torch.nn.Module]  # (dtype, hyperparameters) -> random-weight model
+    calculator: Callable[[Path, str, dict[str, Any]], Any]  # (model file, dtype, hyperparameters) -> ASE calculator
+    training_batch: Callable[[torch.nn.Module, list[ase.Atoms], dict[str, Any]], TrainingBatch]
+    description: Callable[[dict[str, Any]], str]  # hyperparameters -> the model in words
+    calls: str  # how a call is made, in words
+    training: str  # how a training step is taken, in words
 
 
 PEERS: dict[str, Peer] = {
-    "mace": Peer("mace-torch", build_mace, mace_calculator, mace_description),
-    "schnetpack-painn": Peer("schnetpack", build_painn, painn_calculator, painn_description),
-}
+    "mace": Peer("mace-torch", MACE_RMD17, build_mace, mace_calculator, mace_training_batch, mace_description,
+                 MACE_CALLS, MACE_TRAINING),
+    "schnetpack-painn": Peer("schnetpack", PAINN_DEFAULT, build_painn, painn_calculator, painn_training_batch,
+                             painn_description, PAINN_CALLS, PAINN_TRAINING),
+}  # fmt: skip
 
 
-def time_peer(name: str, structure: Path, dtype: str, repeats: int) -> dict[str, Any]:
-    """Build, save, load through the peer's calculator and time ``name``; the JSON record."""
+def time_peer(name: str, structure: Path, dtype: str, repeats: int, hp: dict[str, Any]) -> dict[str, Any]:
+    """Build, save, load through the peer's calculator and time ``name`` per call; the JSON record."""
     peer = PEERS[name]
-    atoms = read_structure(structure)
-    model = peer.build(dtype)
+    atoms = read_frames(structure)[0]
+    model = peer.build(dtype, hp)
     with tempfile.TemporaryDirectory() as tmp:
         model_file = Path(tmp) / f"{name}.pt"
         torch.save(model, model_file)
         del model
-        calculator = peer.calculator(model_file, dtype)
+        calculator = peer.calculator(model_file, dtype, hp)
     ms = time_forces(atoms, calculator, repeats)
     return {
         "peer": name,
@@ -312,24 +454,67 @@ def time_peer(name: str, structure: Path, dtype: str, repeats: int) -> dict[str,
         "dtype": dtype,
         "torch_threads": torch.get_num_threads(),
         "versions": {peer.package: version(peer.package), "torch": version("torch")},
-        "description": peer.description(),
+        "description": f"{peer.description(hp)}; {peer.calls}",
+    }
+
+
+def time_training_step(name: str, structure: Path, dtype: str, repeats: int, hp: dict[str, Any]) -> dict[str, Any]:
+    """Build ``name`` and time its training step on all frames of ``structure`` as one batch; the JSON record."""
+    peer = PEERS[name]
+    frames = read_frames(structure)
+    training = peer.training_batch(peer.build(dtype, hp), frames, hp)
+    ms = time_steps(training.step, repeats)
+    return {
+        "peer": name,
+        "ms": ms,
+        "frames": len(frames),
+        "atoms": sum(len(atoms) for atoms in frames),
+        "pairs": training.pairs,
+        "dtype": dtype,
+        "torch_threads": torch.get_num_threads(),
+        "versions": {peer.package: version(peer.package), "torch": version("torch")},
+        "description": f"{peer.description(hp)}; {peer.training}",
     }
 
 
 # --- command line -----------------------------------------------------------------------------
 
 
+def json_object(text: str) -> dict[str, Any]:
+    """``text`` parsed as a JSON object (argparse type of ``--hyperparameters``)."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise argparse.ArgumentTypeError(f"not JSON: {error}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"not a JSON object: {text}")
+    return value
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The command line; ``hyperparameters`` is the peer's default size with ``--hyperparameters`` merged in."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--peer", required=True, choices=sorted(PEERS))
     parser.add_argument("--structure", required=True, type=Path, help="extxyz/xyz file (Å)")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    parser.add_argument("--repeats", type=int, default=20, help="timed calls after 3 warm-up calls")
+    parser.add_argument("--repeats", type=int, default=20, help="timed calls or steps after 3 warm-up ones")
+    parser.add_argument("--training-step", action="store_true",
+                        help="time training steps on all frames of --structure (labelled) as one batch")  # fmt: skip
+    parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's choice)")
+    parser.add_argument("--hyperparameters", type=json_object, default={},
+                        help="JSON object overriding entries of the peer's default size")  # fmt: skip
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
+    if args.threads is not None and args.threads < 1:
+        parser.error("--threads must be at least 1")
     if not args.structure.is_file():
         parser.error(f"--structure {args.structure} is not a file")
+    defaults = PEERS[args.peer].defaults
+    unknown = sorted(set(args.hyperparameters) - set(defaults))
+    if unknown:
+        parser.error(f"--hyperparameters: {unknown} are not hyperparameters of {args.peer} ({', '.join(defaults)})")
+    args.hyperparameters = {**defaults, **args.hyperparameters}
     return args
 
 
@@ -349,8 +534,11 @@ def stdout_for_json() -> TextIO:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     out = stdout_for_json()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    timer = time_training_step if args.training_step else time_peer
     try:
-        record = time_peer(args.peer, args.structure, args.dtype, args.repeats)
+        record = timer(args.peer, args.structure, args.dtype, args.repeats, args.hyperparameters)
     except Exception as error:  # report any failure of a peer as one clear line, then the trace
         traceback.print_exc()
         print(f"time_peer.py: timing {args.peer} on {args.structure} failed: {error!r}", file=sys.stderr)
