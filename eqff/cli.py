@@ -1,6 +1,7 @@
 """The ``eqff`` command line: one subcommand per module in :mod:`eqff.commands`.
 
-Each command module defines ``HELP`` (one line), ``add_arguments(parser)`` and ``run(args)``.
+Each command module defines ``add_arguments(parser)`` and ``run(args)``; only the module of the
+command given is imported (the modules import torch), so ``eqff --help`` answers at once.
 Bad input (an :class:`~eqff.errors.EqffError`: a missing or corrupt model file, data file or config,
 an unusable structure) ends any command with one ``error: ...`` line and exit status 1.
 """
@@ -8,6 +9,7 @@ an unusable structure) ends any command with one ``error: ...`` line and exit st
 import argparse
 import functools
 import importlib
+import sys
 from collections.abc import Callable
 from typing import ParamSpec
 
@@ -16,8 +18,18 @@ from eqff.errors import EqffError
 
 P = ParamSpec("P")
 
-COMMANDS = ("md", "bench", "train", "evaluate", "learning-curve", "train-peer", "report", "equivariance")
-"""Subcommand names, each the name of a module in :mod:`eqff.commands` (with ``_`` for ``-``)."""
+COMMANDS = {
+    "md": "run MD of a molecule with an eqff potential (Langevin NVT or velocity-Verlet NVE) and print a summary",
+    "bench": "time energy+forces calls (ms, median) for aspirin and water boxes, neighbour list and model apart",
+    "train": "train a force field from a YAML config (rMD17, MD17 or extxyz data), with resumable checkpoints",
+    "evaluate": "energy and force MAE/RMSE (meV, kcal/mol) of a model on rMD17, MD17, extxyz or a run's split",
+    "learning-curve": "test force and energy MAE of training runs' snapshots against training minutes, with a plot",
+    "train-peer": "train MACE or NequIP on the frames of a training config for a fixed time and test it at given minutes",
+    "report": "compare models: test MAEs, ms per call, NVE drift, NVT stability and h(r); --peers adds MACE and SchNetPack",
+    "equivariance": "PONITA's rotation-equivariance error (energy, forces) and ms per call against the number of sphere orientations",
+}
+"""Subcommand names, each the name of a module in :mod:`eqff.commands` (with ``_`` for ``-``), and
+their one-line help."""
 
 
 class HelpWithDefaults(argparse.HelpFormatter):
@@ -31,15 +43,17 @@ class HelpWithDefaults(argparse.HelpFormatter):
         return f"{text} (default: %(default)s)".lstrip()
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser of ``eqff``, with the options of ``command`` (whose module it imports) only."""
     parser = argparse.ArgumentParser(prog="eqff", description="Equivariant GNN force fields for molecular dynamics.")
     parser.add_argument("--version", action="version", version=f"eqff {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in COMMANDS:
-        module = importlib.import_module(f"eqff.commands.{name.replace('-', '_')}")
-        subparser = subparsers.add_parser(name, help=module.HELP, description=module.HELP, formatter_class=HelpWithDefaults)
-        module.add_arguments(subparser)
-        subparser.set_defaults(run=module.run)
+    for name, help_line in COMMANDS.items():
+        subparser = subparsers.add_parser(name, help=help_line, description=help_line, formatter_class=HelpWithDefaults)
+        if name == command:
+            module = importlib.import_module(f"eqff.commands.{name.replace('-', '_')}")
+            module.add_arguments(subparser)
+            subparser.set_defaults(run=module.run)
     return parser
 
 
@@ -59,7 +73,9 @@ def reports_bad_input(function: Callable[P, int]) -> Callable[P, int]:
 
 @reports_bad_input
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    command = next((word for word in argv if not word.startswith("-")), None)
+    args = build_parser(command).parse_args(argv)
     return args.run(args) or 0
 
 

@@ -32,8 +32,8 @@ from _common import add_md_arguments, check_md_arguments  # noqa: E402
 from eqff.cli import reports_bad_input  # noqa: E402
 from eqff.commands.md import starting_structure  # noqa: E402
 from eqff.integrations.ase import EqffCalculator  # noqa: E402
-from eqff.observables import EnergyDrift, energy_drift  # noqa: E402
-from eqff.simulation import run_nve, speed_line  # noqa: E402
+from eqff.md.observables import EnergyDrift, energy_drift  # noqa: E402
+from eqff.md.simulation import run_nve, speed_line  # noqa: E402
 
 TEMPERATURE = 300.0
 """K, of the initial velocities."""

@@ -40,11 +40,11 @@ from ase.io import write  # noqa: E402
 from eqff.cli import reports_bad_input  # noqa: E402
 from eqff.data.md17 import read_rmd17  # noqa: E402
 from eqff.integrations.ase import EqffCalculator  # noqa: E402
-from eqff.observables import (  # noqa: E402
+from eqff.md.observables import (  # noqa: E402
     HR_BINS, STABILITY_THRESHOLD, bonds_of, distance_distribution, hr_mae, largest_bond_deviation, pair_distances,
     stability_frame,
 )  # fmt: skip
-from eqff.simulation import run_nvt, speed_line  # noqa: E402
+from eqff.md.simulation import run_nvt, speed_line  # noqa: E402
 
 MOLECULE = "aspirin"
 

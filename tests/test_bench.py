@@ -16,7 +16,7 @@ from eqff.data import keys
 from eqff.errors import DataFileError
 from eqff.peers import time_peer
 from eqff.peers.run import missing_peers_python, painn_peer_size, time_peer_command, write_frames
-from eqff.systems import benchmark_system
+from eqff.md.systems import benchmark_system
 
 DATA_ROOT = os.environ.get("EQFF_DATA", "/work/shared/data")
 HAVE_ASPIRIN = (Path(DATA_ROOT) / "rmd17" / "splits" / "rmd17_aspirin_train_01.npz").is_file()

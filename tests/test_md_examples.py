@@ -47,7 +47,7 @@ def test_aspirin_torsions_from_the_bond_graph_of_an_rmd17_frame(analysis):
     from ase.data import chemical_symbols
 
     from eqff.data.md17 import read_rmd17
-    from eqff.observables import bonds_of
+    from eqff.md.observables import bonds_of
 
     atoms = read_rmd17("aspirin", 1, "train", DATA_ROOT)[0].to_atoms()
     elements = [chemical_symbols[z] for z in atoms.numbers]

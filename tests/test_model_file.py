@@ -262,3 +262,9 @@ def test_md_names_an_unknown_element_before_any_progress_bar(tmp_path, capsys):
 def test_md_names_an_unreadable_structure(tmp_path):
     with pytest.raises(SystemExit, match=r"^error: cannot read the structure .*absent.xyz"):
         main(["md", "--structure", str(tmp_path / "absent.xyz"), "--steps", "5"])
+
+
+def test_md_runs_a_water_box_by_name_without_data(monkeypatch, capsys):
+    monkeypatch.delenv("EQFF_DATA", raising=False)
+    assert main(["md", "--structure", "water-192", "--steps", "2", "--interval", "1"]) == 0
+    assert "H128O64 (192 atoms)" in capsys.readouterr().out

@@ -1,4 +1,4 @@
-"""The MD observables of :mod:`eqff.observables` on hand-made data: energy drift, bond stability, h(r)."""
+"""The MD observables of :mod:`eqff.md.observables` on hand-made data: energy drift, bond stability, h(r)."""
 
 import ase.build
 import numpy as np

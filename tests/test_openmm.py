@@ -25,7 +25,7 @@ from eqff.data.units import EV_IN_KJ_PER_MOL, EV_PER_ANGSTROM_IN_KJ_PER_MOL_PER_
 from eqff.errors import EqffInputError, ModelFileError, UnknownElementError  # noqa: E402
 from eqff.integrations.openmm import EqffPotentialImpl, build_torch_module, molecule_topology  # noqa: E402
 from eqff.potential import Potential  # noqa: E402
-from eqff.systems import water_box  # noqa: E402
+from eqff.md.systems import water_box  # noqa: E402
 
 RTOL = 1e-6
 """Relative agreement asked of float64 OpenMM results with the ASE calculator's."""

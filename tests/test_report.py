@@ -10,7 +10,7 @@ from eqff.cli import main
 from eqff.commands.report import format_markdown, format_text, speed_ratios, table
 from eqff.errors import ModelFileError
 from eqff.model_file import resolve_model_path, save_model
-from eqff.model_report import NVEResult, NVTResult, training_data
+from eqff.report.measurements import NVEResult, NVTResult, training_data
 from eqff.peers.run import check_peers_python
 
 DATA_ROOT = os.environ.get("EQFF_DATA", "/work/shared/data")

@@ -36,11 +36,10 @@ from eqff.nn.triplets import triplet_indices
 from eqff.peers.run import (
     DEFAULT_PEERS_PYTHON, PEER_LABELS, PEERS, missing_peers_python, painn_peer_size, time_peer_training_step,
 )  # fmt: skip
-from eqff.systems import WATER_BOXES, benchmark_system
+from eqff.md.systems import WATER_BOXES, benchmark_system
 from eqff.threads import call_threads
 from eqff.train.loss import EnergyForceLoss
 
-HELP = "time energy+forces calls (ms, median) for aspirin and water boxes, neighbour list and model apart"
 
 REFERENCE_HYPERPARAMETERS = {"painn": dict(cutoff=5.0, num_features=128, num_interactions=3, num_radial=20)}
 """Hyperparameters of the random-weight models timed (besides each model's defaults): PaiNN at

@@ -23,14 +23,12 @@ import torch
 from ase import Atoms
 
 from eqff.commands.bench import ELEMENTS, time_calls
-from eqff.systems import benchmark_system
+from eqff.md.systems import benchmark_system
 from eqff.data.md17 import MOLECULES
 from eqff.integrations.ase import EqffCalculator
 from eqff.model_file import load_model
 from eqff.models import build_model
 from eqff.rotations import random_rotations
-
-HELP = "PONITA's rotation-equivariance error (energy, forces) and ms per call against the number of sphere orientations"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -16,8 +16,6 @@ from eqff.train.dataset import describe_source, read_frames, require_labels
 from eqff.train.metrics import ErrorAccumulator, error_report, evaluate_errors
 from eqff.train.splits import PARTS, read_split
 
-HELP = "energy and force MAE/RMSE (meV, kcal/mol) of a model on rMD17, MD17, extxyz or a run's split"
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="model file (.eqff) or shipped potential")

@@ -26,13 +26,11 @@ from eqff.train.metrics import evaluate  # noqa: E402
 from eqff.train.run_folder import SPLIT_FILE  # noqa: E402
 from eqff.train.snapshots import SNAPSHOT_DIR  # noqa: E402
 
-HELP = "test force and energy MAE of training runs' snapshots against training minutes, with a plot"
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("runs", nargs="+", help="run folders trained with training.snapshot_minutes, or made by eqff train-peer")
     parser.add_argument("--output", default="learning-curve", help="folder for the JSON and the plot (default: learning-curve)")
-    parser.add_argument("--data-root", help="data folder (default: $EQFF_DATA)")
+    parser.add_argument("--data", metavar="FOLDER", help="data folder holding rmd17/ (default: $EQFF_DATA)")
     parser.add_argument("--max-frames", type=int, help="evaluate on the first N test frames only (default: all)")
 
 
@@ -122,7 +120,7 @@ def plot_learning_curves(path: Path, errors: list[SnapshotErrors]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    errors = [e for folder in args.runs for e in run_errors(Path(folder), args.data_root, args.max_frames)]
+    errors = [e for folder in args.runs for e in run_errors(Path(folder), args.data, args.max_frames)]
     print(f"{'run':<32} {'train frames':>12} {'minutes':>8} {'trained min':>11} {'test frames':>11} "
           f"{'F MAE meV/Å':>12} {'E MAE meV':>10}")
     for e in errors:

@@ -1,24 +1,28 @@
 """``eqff md``: molecular dynamics of one structure with an eqff potential, through ASE."""
 
 import argparse
+from pathlib import Path
 
 import numpy as np
 from ase import Atoms
 from ase.io import read
 from ase.io.trajectory import Trajectory
 
+from eqff.data.md17 import MOLECULES
 from eqff.errors import DataFileError, ModelFileError
 from eqff.integrations.ase import EqffCalculator
+from eqff.md.simulation import langevin, run_with_progress, set_initial_velocities, speed_line, velocity_verlet
+from eqff.md.systems import WATER_BOXES, benchmark_system
 from eqff.model_file import DEFAULT_POTENTIAL, read_model_file
-from eqff.simulation import langevin, run_with_progress, set_initial_velocities, speed_line, velocity_verlet
 from eqff.threads import THREADS_HELP
-
-HELP = "run MD of a molecule with an eqff potential (Langevin NVT or velocity-Verlet NVE) and print a summary"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=DEFAULT_POTENTIAL, help=f"model file or shipped potential (default: {DEFAULT_POTENTIAL})")
-    parser.add_argument("--structure", help="starting structure, any file ASE reads (default: the model's example structure)")
+    parser.add_argument("--structure", help="starting structure: a file ASE reads, or a benchmark system (an rMD17 "
+                        f"molecule or {', '.join(WATER_BOXES)}) (default: the model's example structure)")
+    parser.add_argument("--data", metavar="FOLDER", help="data folder holding rmd17/, for an rMD17 molecule as --structure "
+                        "(default: $EQFF_DATA)")
     parser.add_argument("--steps", type=int, default=2000, help="number of MD steps")
     parser.add_argument("--timestep", type=float, default=0.5, help="fs")
     parser.add_argument("--temperature", type=float, default=300.0, help="K: thermostat and initial velocities")
@@ -32,8 +36,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the initial velocities and the thermostat noise")
 
 
-def starting_structure(model: str, structure: str | None) -> Atoms:
-    """The structure file if given, else the example structure stored in the model file."""
+def starting_structure(model: str, structure: str | None, data_root: str | None = None) -> Atoms:
+    """The structure file or benchmark system (:func:`eqff.md.systems.benchmark_system`) if
+    given, else the example structure stored in the model file."""
+    if structure and not Path(structure).exists() and (structure in WATER_BOXES or structure in MOLECULES):
+        return benchmark_system(structure, data_root)
     if structure:
         try:
             return read(structure)
@@ -46,7 +53,7 @@ def starting_structure(model: str, structure: str | None) -> Atoms:
 
 
 def run(args: argparse.Namespace) -> int:
-    atoms = starting_structure(args.model, args.structure)
+    atoms = starting_structure(args.model, args.structure, args.data)
     atoms.calc = EqffCalculator(args.model, device=args.device, dtype=args.dtype, threads=args.threads)
     atoms.calc.potential.check_elements(atoms.numbers)  # before the progress bar starts
     rng = np.random.default_rng(args.seed)

@@ -3,7 +3,7 @@
 For each model (default: every shipped potential), trained on rMD17: the test errors that
 ``eqff evaluate`` prints for its molecule's ``test_0N``; ms per energy+forces call on aspirin and
 on a 1,029-atom water box (``eqff bench`` rows, float32, each in a fresh process); an NVE run
-(float64) and an NVT run at 500 K (float32) of its molecule (see :mod:`eqff.model_report`). With
+(float64) and an NVT run at 500 K (float32) of its molecule (see :mod:`eqff.report.measurements`). With
 ``--peers``, MACE and SchNetPack's PaiNN at random weights are timed on the same systems in their
 own virtual environment, in turn with eqff's models, so the speed ratios are measured here.
 
@@ -23,14 +23,13 @@ import torch
 
 from eqff.commands.bench import run_in_fresh_process, time_row
 from eqff.model_file import shipped_potentials
-from eqff.model_report import (
+from eqff.report.measurements import (
     NVE_DTYPE, NVT_DTYPE, TIMESTEP, NVEResult, NVTResult, errors_on_test_set, nve_drift, nvt_stability, training_data,
 )  # fmt: skip
 from eqff.peers.run import DEFAULT_PEERS_PYTHON, PEER_LABELS, PEERS, check_peers_python, time_peer
-from eqff.report_plots import plot_nve, plot_nvt, plot_speed
-from eqff.systems import WATER_BOXES, benchmark_system
+from eqff.report.plots import plot_nve, plot_nvt, plot_speed
+from eqff.md.systems import WATER_BOXES, benchmark_system
 
-HELP = "compare models: test MAEs, ms per call, NVE drift, NVT stability and h(r); --peers adds MACE and SchNetPack"
 
 SPEED_SYSTEMS = ["aspirin", "water-1029"]
 """Systems timed by default: rMD17 aspirin (21 atoms) and a water box of 1,029 atoms."""

@@ -7,8 +7,6 @@ from eqff.train.config import load_config
 from eqff.train.run import train
 from eqff.train.run_folder import SPLIT_FILE
 
-HELP = "train a force field from a YAML config (rMD17, MD17 or extxyz data), with resumable checkpoints"
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="training config (YAML), e.g. training/painn-aspirin.yaml")

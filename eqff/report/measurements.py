@@ -2,7 +2,7 @@
 
 Each function measures one thing on the model's own molecule and split (read from the model
 file's metadata): test errors as ``eqff evaluate`` computes them, NVE energy drift, and NVT
-stability and h(r) (protocol of Fu et al., see :mod:`eqff.observables`). Speed is measured by
+stability and h(r) (protocol of Fu et al., see :mod:`eqff.md.observables`). Speed is measured by
 :mod:`eqff.commands.bench`'s rows, and the peers' by :mod:`eqff.peers`.
 """
 
@@ -15,10 +15,10 @@ from eqff.data.md17 import read_rmd17
 from eqff.errors import ModelFileError
 from eqff.integrations.ase import EqffCalculator
 from eqff.model_file import load_model, read_model_file
-from eqff.observables import (
+from eqff.md.observables import (
     HR_BINS, bonds_of, distance_distribution, energy_drift, hr_mae, largest_bond_deviation, pair_distances, stability_frame,
 )  # fmt: skip
-from eqff.simulation import run_nve, run_nvt
+from eqff.md.simulation import run_nve, run_nvt
 from eqff.train.metrics import evaluate
 
 TIMESTEP = 0.5

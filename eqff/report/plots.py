@@ -8,8 +8,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from eqff.model_report import NVEResult, NVTResult  # noqa: E402
-from eqff.observables import STABILITY_THRESHOLD  # noqa: E402
+from eqff.report.measurements import NVEResult, NVTResult  # noqa: E402
+from eqff.md.observables import STABILITY_THRESHOLD  # noqa: E402
 
 
 def plot_nve(path: Path, results: dict[str, NVEResult]) -> None:
