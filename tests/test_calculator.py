@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 from ase import units
+from ase.calculators.calculator import PropertyNotImplementedError
 from ase.md.velocitydistribution import thermalize_momenta
 from ase.md.verlet import VelocityVerlet
 
@@ -115,16 +116,18 @@ class TestDerivatives:
 
 
 class TestInputErrors:
-    def test_stress_of_a_molecule(self, painn_model, molecule):
+    def test_stress_of_a_molecule_is_not_implemented_as_ase_expects(self, painn_model, molecule):
         molecule.calc = calculator(painn_model)
-        with pytest.raises(EqffInputError, match="periodic in all three directions"):
+        with pytest.raises(PropertyNotImplementedError, match="periodic in all three directions"):
             molecule.get_stress()
+        with pytest.raises(EqffInputError, match="periodic in all three directions"):  # the Potential below it
+            molecule.calc.potential(molecule.numbers, molecule.positions, molecule.cell.array, molecule.pbc, True)
 
     def test_stress_of_a_slab(self, painn_model, periodic_atoms):
         periodic_atoms.pbc = [True, True, False]
         periodic_atoms.calc = calculator(painn_model)
         periodic_atoms.get_potential_energy()  # energy and forces are fine
-        with pytest.raises(EqffInputError, match="periodic in all three directions"):
+        with pytest.raises(PropertyNotImplementedError, match="periodic in all three directions"):
             periodic_atoms.get_stress()
 
     def test_unknown_element(self, painn_model, molecule):
@@ -215,3 +218,14 @@ def test_float32_model_sums_large_energies_without_float32_rounding(painn_model,
     assert abs(energies["float64"]) > 5000
     # float32 has a spacing of about 1 meV at 5000 eV; only the network's own float32 rounding remains
     assert energies["float32"] == pytest.approx(energies["float64"], abs=2e-5)
+
+
+@pytest.mark.parametrize("distance", [0.0, 1e4])
+def test_float32_forces_do_not_lose_digits_far_from_the_origin(painn_model, molecule, distance):
+    """Positions are centred before the cast to float32, so a molecule 10,000 Å away gets the
+    float64 forces to float32 round-off, as one at the origin does."""
+    far = molecule.copy()
+    far.positions += distance
+    far.calc = calculator(painn_model, dtype="float32")
+    molecule.calc = calculator(painn_model, dtype="float64")
+    np.testing.assert_allclose(far.get_forces(), molecule.get_forces(), rtol=0, atol=FLOAT_TOLERANCE[torch.float32])

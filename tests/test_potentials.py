@@ -1,13 +1,17 @@
-"""Every shipped potential: a model file that loads without unpickling code, its split file, and a
-card whose figures agree with the model file's metadata and with the README's table."""
+"""Every shipped potential: a model file that loads without unpickling code, its split file, a
+card whose figures agree with the model file's metadata and with the README's table, and its
+own energy and forces on a fixed frame (golden values, ``tests/golden.py``)."""
 
+import json
 from pathlib import Path
 
 import pytest
 import torch
 
+from eqff import EqffCalculator
 from eqff.model_file import SHIPPED_POTENTIALS_DIR, load_model, shipped_potentials
 from eqff.train.splits import read_split
+from golden import GOLDEN_FILE, RELATIVE_TOLERANCE, differences, example_structure, golden_values
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 POTENTIALS = shipped_potentials()
@@ -49,3 +53,36 @@ def test_readme_row_rounds_the_cards_force_error(name, card_test_maes):
     _, forces_mae = card_test_maes(SHIPPED_POTENTIALS_DIR / f"{name}.md")
     [row] = [line for line in README.read_text().splitlines() if line.startswith(f"| `{name}`")]
     assert f"{forces_mae:.1f} meV/Å" in row
+
+
+GOLDEN = json.loads(GOLDEN_FILE.read_text())
+
+
+def test_every_shipped_potential_has_golden_values():
+    assert sorted(GOLDEN) == POTENTIALS
+
+
+@pytest.mark.parametrize("name", POTENTIALS)
+def test_shipped_potential_reproduces_its_golden_values(name):
+    computed = golden_values(EqffCalculator(name, dtype="float64"), example_structure(name))
+    energy, forces = differences(computed, GOLDEN[name])
+    assert energy < RELATIVE_TOLERANCE and forces < RELATIVE_TOLERANCE
+
+
+def swap_first_two_input_columns(model: torch.nn.Module) -> str:
+    """Swap the first two input columns of the model's first matrix weight whose two columns differ
+    (as swapping the centre and neighbour blocks of an embedding would); return its name."""
+    for name, parameter in model.named_parameters():
+        if parameter.ndim == 2 and parameter.shape[1] >= 2 and not torch.equal(parameter[:, 0], parameter[:, 1]):
+            with torch.no_grad():
+                parameter[:, [0, 1]] = parameter[:, [1, 0]]
+            return name
+    raise AssertionError("no matrix weight with two different columns")
+
+
+@pytest.mark.parametrize("name", POTENTIALS)
+def test_golden_values_catch_two_swapped_weight_blocks(name):
+    model, _ = load_model(SHIPPED_POTENTIALS_DIR / f"{name}.eqff", torch.float64)
+    swapped = swap_first_two_input_columns(model)
+    computed = golden_values(EqffCalculator(model, dtype="float64"), example_structure(name))
+    assert max(differences(computed, GOLDEN[name])) > 100 * RELATIVE_TOLERANCE, swapped

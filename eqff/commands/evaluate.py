@@ -8,6 +8,7 @@ from pydantic import ValidationError
 
 from eqff.data.frames import Frame
 from eqff.data.md17 import MOLECULES
+from eqff.data.units import CODATA_RELEASE, KCAL_PER_MOL
 from eqff.errors import DataFileError
 from eqff.model_file import load_model
 from eqff.potential import DTYPES, resolve_device
@@ -113,7 +114,8 @@ def run(args: argparse.Namespace) -> int:
         for label, suffix in units:
             print(f"{quantity:<8} {label:<12} {report[f'{quantity}_mae_{suffix}']:>10.3f} "
                   f"{report[f'{quantity}_rmse_{suffix}']:>10.3f}")
-    print(f"frames   {report['num_frames']} (energy errors per molecule, force errors per component)")
+    print(f"frames   {report['num_frames']} (energy errors per molecule, force errors per component; "
+          f"1 kcal/mol = {KCAL_PER_MOL:.7f} eV, {CODATA_RELEASE})")
     if args.json:
         content = {"model": str(args.model), "data": "; ".join(d for _, _, d in groups), **report}
         if len(groups) > 1:

@@ -4,11 +4,19 @@ Internal units are eV and Å. Each factor multiplies a value in the named unit t
 give it in eV (energies) or Å (lengths); divide to convert back. The two ``EV..._IN_...``
 factors go the other way, from eqff's energies and forces to OpenMM's kJ/mol and kJ/mol/nm
 (OpenMM positions in nm are multiplied by :data:`NANOMETRE`).
+
+The factors are those of ASE's default constants, CODATA 2014 (1 kcal/mol = 0.0433641 eV). The
+rMD17 energies are totals of thousands of eV (about −17,600 eV for aspirin), so a kcal/mol factor
+from another CODATA release shifts a converted total energy by several meV: energy errors within
+eqff are unaffected, but compare absolute energies with another code only in the same units.
 """
 
 from typing import Final
 
 from ase import units
+
+CODATA_RELEASE: Final[str] = f"CODATA {units.__codata_version__}"
+"""The release of the physical constants behind every factor here (ASE's default)."""
 
 KCAL_PER_MOL: Final[float] = units.kcal / units.mol
 """1 kcal/mol in eV."""

@@ -4,7 +4,7 @@ import os
 
 import torch
 from ase import Atoms
-from ase.calculators.calculator import Calculator, all_changes
+from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 from ase.stress import full_3x3_to_voigt_6_stress
 from torch import nn
 
@@ -25,7 +25,8 @@ class EqffCalculator(Calculator):
             large systems or when the user set one (:mod:`eqff.threads`).
 
     Results are in ASE units: energy and free_energy in eV, forces in eV/Å, and, for
-    structures periodic in all three directions, stress in eV/Å³ (Voigt order).
+    structures periodic in all three directions, stress in eV/Å³ (Voigt order); asking for the
+    stress of any other structure raises ASE's ``PropertyNotImplementedError``.
     Bad input (unknown element, NaN positions, pbc without a cell) raises ``ValueError``
     subclasses from :mod:`eqff.errors`.
     """
@@ -48,6 +49,8 @@ class EqffCalculator(Calculator):
     ) -> None:
         super().calculate(atoms, properties, system_changes)
         properties = properties or ["energy"]
+        if "stress" in properties and not self.atoms.pbc.all():
+            raise PropertyNotImplementedError("stress is defined only for structures periodic in all three directions")
         out = self.potential(
             self.atoms.numbers,
             self.atoms.positions,
