@@ -9,6 +9,11 @@ are reused from one call to the next. The cost: the process keeps the memory of 
 call (about 1.2 MB per atom of water for PaiNN in float32) until it exits. It changes only how
 the process recycles memory, never a result; where the C library has no ``mallopt`` it does
 nothing.
+
+It changes the whole process, so eqff never calls it on a user's behalf inside a library call:
+the ``eqff`` commands that run MD or time calls (``eqff md``, ``eqff bench``, ``eqff report``),
+whose processes are their own, opt in; a script of yours may call :func:`retain_freed_memory`
+once, before its first force call, to the same effect.
 """
 
 import ctypes

@@ -14,7 +14,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from eqff.allocator import retain_freed_memory
 from eqff.data import keys
 from eqff.data.graph import structure_to_graph
 from eqff.errors import EqffInputError, UnknownElementError, element_names
@@ -79,8 +78,6 @@ class Potential:
         if dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
         self.device = resolve_device(device)
-        if self.device.type == "cpu":
-            retain_freed_memory()
         self.dtype = DTYPES[dtype]
         self.metadata: dict = {}
         if isinstance(model, nn.Module):

@@ -21,7 +21,13 @@ from eqff.models import ARCHITECTURES, GemNetT, build_model
 from eqff.models.gemnet import EdgeEmbedding, FittedScale, ScaledSiLU
 from eqff.nn.forces import compiled_energy_forces, energy_forces_stress
 from eqff.nn.geometry import edge_vectors
-from eqff.nn.spherical import SphericalBesselBasis, TripletAngularBasis, spherical_bessel, spherical_bessel_roots
+from eqff.nn.spherical import (
+    SphericalBesselBasis,
+    TripletAngularBasis,
+    spherical_bessel,
+    spherical_bessel_of_order,
+    spherical_bessel_roots,
+)
 from eqff.nn.triplets import TripletIndexCache, reverse_edges, triplet_indices, triplet_slots, triplets
 from eqff.testing import ModelTests, check_forces_match_finite_differences, evaluate
 
@@ -224,6 +230,8 @@ def test_spherical_bessel_roots_and_functions():
     x = torch.linspace(1.0, 30.0, 300, dtype=torch.float64)
     expected = np.stack([spherical_jn(l, x.numpy()) for l in range(7)], axis=-1)
     np.testing.assert_allclose(spherical_bessel(x, 6).numpy(), expected, atol=1e-11)
+    for l in range(7):  # the one-order recurrence gives the same numbers, bit for bit
+        assert torch.equal(spherical_bessel_of_order(x, l), spherical_bessel(x, 6)[:, l])
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

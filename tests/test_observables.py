@@ -4,7 +4,7 @@ import ase.build
 import numpy as np
 import pytest
 
-from eqff import observables
+from eqff.md import observables
 
 
 def test_energy_drift_of_a_linear_total_energy_is_its_slope():

@@ -1,5 +1,6 @@
 """``eqff report``: its table and ratios on hand-made numbers, its refusals, and a tiny run end to end."""
 
+import json
 import os
 from pathlib import Path
 
@@ -19,7 +20,8 @@ HAVE_ETHANOL = (Path(DATA_ROOT) / "rmd17" / "splits" / "rmd17_ethanol_test_01.np
 
 def _results() -> tuple[NVEResult, NVTResult]:
     empty = np.zeros(0)
-    nve = NVEResult(drift=0.01234, fluctuation=0.5, time_ps=empty, total_energy=empty, ms_per_step=3.0)
+    nve = NVEResult(drift=0.01234, fluctuation=0.5, time_ps=empty, total_energy=empty, ms_per_step=3.0,
+                    angular_momentum_drift=2.5e-13)
     nvt = NVTResult(run_ps=50.0, stable_ps=50.0, hr_mae=0.0321, r=empty, h=empty, h_reference=empty,
                     time_ps=empty, bond_deviation=empty, ms_per_step=3.0)  # fmt: skip
     return nve, nvt
@@ -28,12 +30,13 @@ def _results() -> tuple[NVEResult, NVTResult]:
 def test_table_has_a_row_per_model_then_per_peer_and_dashes_where_a_peer_was_not_measured():
     nve, nvt = _results()
     speeds = {"m": {"aspirin": 2.0, "water-1029": 300.0}, "MACE (peer)": {"aspirin": 20.0, "water-1029": 900.0}}
-    errors = {"m": {"energy_mae_meV": 1.234, "forces_mae_meV_per_A": 5.678}}
+    errors = {"m": {"energy_mae_meV": 1.234, "forces_mae_meV_per_A": 5.678, "rotation_energy_error_meV": 3.1e-9}}
     rows = table(["m"], {"m": "aspirin"}, errors, speeds, {"m": nve}, {"m": nvt})
-    assert rows[0][4:6] == ["ms/call aspirin", "ms/call water-1029"]
-    assert rows[1] == ["m", "aspirin", "1.23", "5.68", "2.00", "300.00", "0.0123", "0.500", "50.00 of 50.00", "0.032"]
-    assert rows[2] == ["MACE (peer)", "—", "—", "—", "20.00", "900.00", "—", "—", "—", "—"]
-    assert format_markdown(rows).splitlines()[1] == "|---|---|---|---|---|---|---|---|---|---|"
+    assert rows[0][5:7] == ["ms/call aspirin", "ms/call water-1029"]
+    assert rows[1] == ["m", "aspirin", "1.23", "5.68", "3.1e-09", "2.00", "300.00", "0.0123", "0.500", "2.5e-13",
+                       "50.00 of 50.00", "0.032"]  # fmt: skip
+    assert rows[2] == ["MACE (peer)", "—", "—", "—", "—", "20.00", "900.00", "—", "—", "—", "—", "—"]
+    assert format_markdown(rows).splitlines()[1] == "|" + "---|" * 12
     assert len({len(line) for line in format_text(rows).splitlines()}) == 1
 
 
@@ -75,5 +78,9 @@ def test_a_tiny_report_of_a_shipped_potential_prints_its_table_and_writes_its_fi
     assert "0.10 of 0.10" in out
     for name in ("report.md", "report.json", "speed.png", "nve.png", "nvt.png"):
         assert (tmp_path / name).is_file()
+    record = json.loads((tmp_path / "report.json").read_text())["models"]["painn-ethanol"]
+    # PaiNN is exactly invariant: rotations change its energy, and its forces the angular momentum, by round-off only
+    assert record["test_errors"]["rotation_energy_error_meV"] < 1e-6
+    assert record["nve_angular_momentum_drift_hbar_per_ps"] < 1e-6
     if peers_python:
         assert "MACE (peer)" in out and "speed-up of painn-ethanol over MACE (peer)" in out

@@ -8,6 +8,7 @@ import csv
 import itertools
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -573,3 +574,13 @@ def test_evaluate_refuses_unknown_elements(tmp_path, capsys):
     with pytest.raises(SystemExit, match=r"N \(7\), which the model was not trained on"):
         main(["evaluate", str(model_path), "--extxyz", str(tmp_path / "ammonia.xyz"), "--energy-key", "E_total",
               "--forces-key", "F_total", "--energy-unit", "kcal/mol"])
+
+
+def test_a_run_folder_copied_elsewhere_resumes_and_exports_its_best_model(tiny_run, tmp_path):
+    """Lightning forgets the best checkpoint of a run whose folder moved; the export finds it in the folder."""
+    config, result = tiny_run
+    shutil.copytree(result.run_dir, tmp_path / config.name)
+    moved = parse_config({**config.model_dump(mode="json"), "output_dir": str(tmp_path)})
+    resumed = train(moved, resume=True, progress_bar=False)
+    assert resumed.best_forces_mae == pytest.approx(result.best_forces_mae)
+    assert read_model_file(resumed.model_path)["metadata"]["best_epoch"] == read_model_file(result.model_path)["metadata"]["best_epoch"]

@@ -24,6 +24,7 @@ from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 from torch import nn
 
+from eqff.allocator import retain_freed_memory
 from eqff.data import keys
 from eqff.data.graph import atoms_to_graph, collate
 from eqff.data.units import EV_IN_KJ_PER_MOL, EV_PER_ANGSTROM_IN_KJ_PER_MOL_PER_NM
@@ -152,6 +153,7 @@ def time_row(
     that runs out of memory ends only its own process.
     """
     atoms = benchmark_system(name, data_root)
+    retain_freed_memory()  # a fresh process of eqff's own: see eqff.allocator
     network = reference_model(model) if model in ARCHITECTURES else model
     calc = EqffCalculator(network, device=device, dtype=dtype, threads=threads)
     row = time_calls(atoms, calc, repeats)

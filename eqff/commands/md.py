@@ -8,6 +8,7 @@ from ase import Atoms
 from ase.io import read
 from ase.io.trajectory import Trajectory
 
+from eqff.allocator import retain_freed_memory
 from eqff.data.md17 import MOLECULES
 from eqff.errors import DataFileError, ModelFileError
 from eqff.integrations.ase import EqffCalculator
@@ -53,6 +54,7 @@ def starting_structure(model: str, structure: str | None, data_root: str | None 
 
 
 def run(args: argparse.Namespace) -> int:
+    retain_freed_memory()  # this process is eqff's own: see eqff.allocator
     atoms = starting_structure(args.model, args.structure, args.data)
     atoms.calc = EqffCalculator(args.model, device=args.device, dtype=args.dtype, threads=args.threads)
     atoms.calc.potential.check_elements(atoms.numbers)  # before the progress bar starts

@@ -21,10 +21,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from eqff.allocator import retain_freed_memory
 from eqff.commands.bench import run_in_fresh_process, time_row
 from eqff.model_file import shipped_potentials
 from eqff.report.measurements import (
-    NVE_DTYPE, NVT_DTYPE, TIMESTEP, NVEResult, NVTResult, errors_on_test_set, nve_drift, nvt_stability, training_data,
+    NVE_DTYPE, NVT_DTYPE, TIMESTEP, NVEResult, NVTResult, errors_on_test_set, nve_drift, nvt_stability, rotation_error,
+    training_data,
 )  # fmt: skip
 from eqff.peers.run import DEFAULT_PEERS_PYTHON, PEER_LABELS, PEERS, check_peers_python, time_peer
 from eqff.report.plots import plot_nve, plot_nvt, plot_speed
@@ -84,20 +86,24 @@ def table(models: list[str], molecules: dict[str, str], errors: dict[str, dict],
           nve: dict[str, NVEResult], nvt: dict[str, NVTResult]) -> list[list[str]]:  # fmt: skip
     """The report's table, header first: one row per model, then one per peer (speed only)."""
     systems = list(next(iter(speeds.values())))
-    rows = [["model", "molecule", "E MAE meV", "F MAE meV/Å", *(f"ms/call {system}" for system in systems),
-             "NVE drift meV/atom/ps", "NVE fluct. meV/atom", "NVT stable ps", "h(r) MAE"]]  # fmt: skip
+    rows = [["model", "molecule", "E MAE meV", "F MAE meV/Å", "rot. ΔE meV", *(f"ms/call {system}" for system in systems),
+             "NVE drift meV/atom/ps", "NVE fluct. meV/atom", "NVE |L| ħ/ps", "NVT stable ps", "h(r) MAE"]]  # fmt: skip
     for model in models:
         rows.append([
             model, molecules[model], _cell(errors[model]["energy_mae_meV"], 2),
-            _cell(errors[model]["forces_mae_meV_per_A"], 2),
+            _cell(errors[model]["forces_mae_meV_per_A"], 2), _scientific(errors[model]["rotation_energy_error_meV"]),
             *(_cell(speeds[model][system], 2) for system in systems),
-            _cell(nve[model].drift, 4), _cell(nve[model].fluctuation, 3),
+            _cell(nve[model].drift, 4), _cell(nve[model].fluctuation, 3), _scientific(nve[model].angular_momentum_drift),
             f"{nvt[model].stable_ps:.2f} of {nvt[model].run_ps:.2f}", _cell(nvt[model].hr_mae, 3),
         ])  # fmt: skip
     for label in [name for name in speeds if name not in models]:
-        rows.append([label, "—", "—", "—", *(_cell(speeds[label].get(system), 2) for system in systems),
-                     "—", "—", "—", "—"])  # fmt: skip
+        rows.append([label, "—", "—", "—", "—", *(_cell(speeds[label].get(system), 2) for system in systems),
+                     "—", "—", "—", "—", "—"])  # fmt: skip
     return rows
+
+
+def _scientific(value: float) -> str:
+    return f"{value:.1e}"
 
 
 def format_text(rows: list[list[str]]) -> str:
@@ -128,6 +134,7 @@ def speed_ratios(models: list[str], speeds: dict[str, dict[str, float]]) -> list
 
 
 def run(args: argparse.Namespace) -> int:
+    retain_freed_memory()  # this process is eqff's own: see eqff.allocator
     models = args.models or shipped_potentials()
     peers = PEERS if args.peers else ()
     data = {model: training_data(model) for model in models}
@@ -143,6 +150,7 @@ def run(args: argparse.Namespace) -> int:
     for model in models:
         print(f"{model}: rMD17 {data[model].molecule} split {data[model].split}", flush=True)
         errors[model] = errors_on_test_set(model, data[model], args.data)
+        errors[model]["rotation_energy_error_meV"] = rotation_error(model, data[model], args.data)
         nve[model] = nve_drift(model, data[model], args.nve_ps, args.data)
         nvt[model] = nvt_stability(model, data[model], args.nvt_ps, args.data)
     rows = table(models, {m: d.molecule for m, d in data.items()}, errors, speeds, nve, nvt)
@@ -150,16 +158,20 @@ def run(args: argparse.Namespace) -> int:
     plot_speed(args.output / "speed.png", speeds)
     plot_nve(args.output / "nve.png", nve)
     plot_nvt(args.output / "nvt.png", nvt)
-    conditions = (f"test errors: rMD17 test_0N of each model's split, in the model's dtype; NVE: {args.nve_ps:g} ps "
+    conditions = (f"test errors: rMD17 test_0N of each model's split, in the model's dtype; rot. ΔE: the largest "
+                  f"change of the {NVE_DTYPE} energy of 5 test frames under 10 random rotations each; NVE: {args.nve_ps:g} ps "
                   f"of velocity Verlet, {NVE_DTYPE}, {TIMESTEP:g} fs, from 300 K; NVT: {args.nvt_ps:g} ps of Langevin at "
-                  f"500 K, {NVT_DTYPE}, {TIMESTEP:g} fs; stable ps: time until a bond deviates by more than 0.5 Å")  # fmt: skip
+                  f"500 K, {NVT_DTYPE}, {TIMESTEP:g} fs; NVE |L|: the largest angular momentum over the run's length (it starts "
+                  f"at zero); stable ps: time until a bond deviates by more than 0.5 Å")  # fmt: skip
     ratios = speed_ratios(models, speeds)
     ratio_list = "\n".join(f"- {line}" for line in ratios)
     (args.output / "report.md").write_text("\n\n".join([format_markdown(rows), conditions, ratio_list]).strip() + "\n")
     (args.output / "report.json").write_text(json.dumps({
         "models": {model: {"molecule": data[model].molecule, "split": data[model].split, "test_errors": errors[model],
                            "ms_per_call": speeds[model], "nve_drift_meV_per_atom_per_ps": nve[model].drift,
-                           "nve_fluctuation_meV_per_atom": nve[model].fluctuation, "nvt_run_ps": nvt[model].run_ps,
+                           "nve_fluctuation_meV_per_atom": nve[model].fluctuation,
+                           "nve_angular_momentum_drift_hbar_per_ps": nve[model].angular_momentum_drift,
+                           "nvt_run_ps": nvt[model].run_ps,
                            "nvt_stable_ps": nvt[model].stable_ps, "hr_mae": nvt[model].hr_mae}
                    for model in models},
         "peers_ms_per_call": {label: ms for label, ms in speeds.items() if label not in models},

@@ -19,6 +19,10 @@ from ase.md.verlet import VelocityVerlet
 from tqdm import tqdm
 
 
+HBAR = units._hbar * units.J * units.s
+"""ħ in ASE's units of angular momentum (eV × ASE time)."""
+
+
 def set_initial_velocities(atoms: Atoms, temperature: float, rng: np.random.Generator) -> None:
     """Maxwell–Boltzmann velocities at ``temperature`` (K), without centre-of-mass motion or rotation."""
     thermalize_momenta(atoms, temperature_K=temperature, rng=rng)
@@ -73,23 +77,28 @@ def run_nve(
 ) -> NVERun:
     """Velocity-Verlet MD of ``atoms`` (with a calculator attached) from velocities at ``temperature`` K.
 
-    Energies are recorded at step 0 and every ``interval`` steps; ``timestep`` in fs, ``seed``
-    seeds the initial velocities.
+    Energies and the length of the angular momentum about the centre of mass (in ħ; zero at
+    the start, and conserved by the dynamics only if the forces exert no net torque) are
+    recorded at step 0 and every ``interval`` steps; ``timestep`` in fs, ``seed`` seeds the
+    initial velocities.
     """
     set_initial_velocities(atoms, temperature, np.random.default_rng(seed))
     dynamics = velocity_verlet(atoms, timestep)
-    records: list[tuple[float, float, float, float]] = []  # (time ps, potential eV, kinetic eV, temperature K)
+    records: list[tuple[float, ...]] = []  # (time ps, potential eV, kinetic eV, temperature K, |L| ħ)
 
     def record() -> None:
         time_ps = dynamics.get_time() / (1e3 * units.fs)
-        records.append((time_ps, atoms.get_potential_energy(), atoms.get_kinetic_energy(), atoms.get_temperature()))
+        angular_momentum = float(np.linalg.norm(atoms.get_angular_momentum())) / HBAR
+        records.append((time_ps, atoms.get_potential_energy(), atoms.get_kinetic_energy(), atoms.get_temperature(),
+                        angular_momentum))  # fmt: skip
 
     dynamics.attach(record, interval=interval)
     status = lambda: {"T": f"{records[-1][3]:.0f} K", "E": f"{records[-1][1] + records[-1][2]:.4f} eV"}  # noqa: E731
     wall = run_with_progress(dynamics, steps, interval, status, description)
-    times, potential, kinetic, temperatures = np.array(records).T
+    times, potential, kinetic, temperatures, angular_momentum = np.array(records).T
     samples = {"time_ps": times, "potential_eV": potential, "kinetic_eV": kinetic,
-               "total_eV": potential + kinetic, "temperature_K": temperatures}  # fmt: skip
+               "total_eV": potential + kinetic, "temperature_K": temperatures,
+               "angular_momentum_hbar": angular_momentum}  # fmt: skip
     return NVERun(samples, wall)
 
 

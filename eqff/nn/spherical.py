@@ -62,6 +62,20 @@ def spherical_bessel(x: torch.Tensor, max_order: int) -> torch.Tensor:
     return torch.stack(orders, dim=-1)
 
 
+def spherical_bessel_of_order(x: torch.Tensor, order: int) -> torch.Tensor:
+    """j_order(x) of x > 0 by the upward recurrence of :func:`spherical_bessel`, keeping only the
+    last two orders: the same values as ``spherical_bessel(x, order)[..., order]``.
+
+    Shapes: (...,) → (...,).
+    """
+    previous, current = None, torch.sin(x) / x  # j_(l−1), j_l for l = 0
+    if order > 0:
+        previous, current = current, (current - torch.cos(x)) / x
+    for l in range(1, order):
+        previous, current = current, (2 * l + 1) / x * current - previous
+    return current
+
+
 class SphericalBesselBasis(nn.Module):
     """Radial part N_ln j_l(z_ln d / r_c) of the spherical basis (no envelope), Å^(−3/2).
 
@@ -88,10 +102,12 @@ class SphericalBesselBasis(nn.Module):
         self.register_buffer("normalisers", torch.as_tensor(normalisers, dtype=torch.float64))  # (L, N), Å^(−3/2)
 
     def forward(self, distances: torch.Tensor) -> torch.Tensor:
-        d = distances.to(torch.float64)[:, None, None]  # (E, 1, 1)
-        x = self.frequencies.to(torch.float64) * d  # (E, L, N)
-        every_order = spherical_bessel(x, self.max_order)  # (E, L, N, L): j_l' at the arguments of every l
-        own_order = torch.diagonal(every_order, dim1=1, dim2=3).transpose(1, 2)  # (E, L, N): j_l(z_ln d / r_c)
+        d = distances.to(torch.float64)[:, None]  # (E, 1)
+        frequencies = self.frequencies.to(torch.float64)  # (L, N)
+        # each order only at its own arguments: j_l(z_ln d / r_c), l steps of the recurrence on (E, N)
+        own_order = torch.stack(
+            [spherical_bessel_of_order(frequencies[l] * d, l) for l in range(self.max_order + 1)], dim=1
+        )  # (E, L, N)
         return (own_order * self.normalisers.to(torch.float64)).to(distances.dtype)  # (E, L, N)
 
 

@@ -19,6 +19,7 @@ from eqff.md.observables import (
     HR_BINS, bonds_of, distance_distribution, energy_drift, hr_mae, largest_bond_deviation, pair_distances, stability_frame,
 )  # fmt: skip
 from eqff.md.simulation import run_nve, run_nvt
+from eqff.rotations import random_rotations
 from eqff.train.metrics import evaluate
 
 TIMESTEP = 0.5
@@ -92,6 +93,9 @@ class NVEResult:
     total_energy: np.ndarray
     """(n,) meV/atom: total energy minus its first value."""
     ms_per_step: float
+    angular_momentum_drift: float
+    """ħ/ps: the largest length of the angular momentum (zero at the start) over the run's length;
+    round-off for a model whose forces exert no net torque."""
 
 
 def nve_drift(model: str, data: TrainingData, picoseconds: float, root: str | None) -> NVEResult:
@@ -102,7 +106,26 @@ def nve_drift(model: str, data: TrainingData, picoseconds: float, root: str | No
     samples, wall = run_nve(atoms, steps, TIMESTEP, NVE_INTERVAL, NVE_TEMPERATURE, seed=0, description="NVE")
     fit = energy_drift(samples["time_ps"], samples["total_eV"], len(atoms))
     per_atom = 1e3 * (samples["total_eV"] - samples["total_eV"][0]) / len(atoms)
-    return NVEResult(fit.drift, fit.fluctuation, samples["time_ps"], per_atom, 1e3 * wall / steps)
+    angular_momentum_drift = float(samples["angular_momentum_hbar"].max() / samples["time_ps"][-1])
+    return NVEResult(fit.drift, fit.fluctuation, samples["time_ps"], per_atom, 1e3 * wall / steps, angular_momentum_drift)
+
+
+def rotation_error(model: str, data: TrainingData, root: str | None, frames: int = 5, rotations: int = 10) -> float:
+    """meV: the largest change of the float64 energy of the first ``frames`` rMD17 test frames under
+    ``rotations`` random rotations each (:func:`eqff.rotations.random_rotations`, seed 0); round-off
+    for an exactly invariant model."""
+    calculator = EqffCalculator(model, dtype=NVE_DTYPE)
+    largest = 0.0
+    for frame in read_rmd17(data.molecule, data.split, "test", root)[:frames]:
+        atoms = frame.to_atoms()
+        atoms.calc = calculator
+        reference = atoms.get_potential_energy()
+        for rotation in random_rotations(rotations, seed=0).numpy():
+            turned = atoms.copy()
+            turned.positions = atoms.positions @ rotation.T
+            turned.calc = calculator
+            largest = max(largest, abs(turned.get_potential_energy() - reference))
+    return 1e3 * largest
 
 
 @dataclass(frozen=True)
