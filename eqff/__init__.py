@@ -1,6 +1,6 @@
 """eqff: equivariant graph neural network force fields for molecular dynamics.
 
-``EqffCalculator``, ``load_model`` and ``save_model`` are imported on first use, so that importing
+``EqffCalculator``, ``predict``, ``load_model`` and ``save_model`` are imported on first use, so that importing
 a light submodule (openmm-ml imports :mod:`eqff.integrations.openmm` whenever it is imported
 itself) does not import torch.
 """
@@ -10,7 +10,12 @@ from importlib.metadata import version
 
 __version__ = version("eqff")
 
-_PUBLIC = {"EqffCalculator": "eqff.integrations.ase", "load_model": "eqff.model_file", "save_model": "eqff.model_file"}
+_PUBLIC = {
+    "EqffCalculator": "eqff.integrations.ase",
+    "predict": "eqff.prediction",
+    "load_model": "eqff.model_file",
+    "save_model": "eqff.model_file",
+}
 """Public name → the module that defines it."""
 
 __all__ = [*_PUBLIC, "__version__"]

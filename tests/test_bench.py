@@ -53,6 +53,19 @@ def test_bench_of_water_boxes_needs_no_data_and_a_bad_system_fails_before_any_ou
 
 
 @pytest.mark.skipif(not HAVE_ASPIRIN, reason="rMD17 data not found (set EQFF_DATA)")
+def test_bench_predict_times_batches_against_single_calls_with_the_same_answers(capsys):
+    assert main(["bench", "--systems", "water-192", "--dtypes", "float32", "--repeats", "1", "--predict", "40",
+                 "--data", DATA_ROOT]) == 0  # fmt: skip
+    lines = capsys.readouterr().out.splitlines()
+    batched = next(line for line in lines if line.strip().startswith("eqff.predict "))
+    single = next(line for line in lines if line.strip().startswith("calculator per frame"))
+    assert float(batched.split()[1]) > 0 and float(single.split()[3]) > 0
+    [ratio] = [line for line in lines if line.strip().startswith("ratio")]
+    energy, forces = (float(word) for word in ratio.replace(",", " ").split() if word[0].isdigit() and "e-" in word)
+    assert energy < 1e-3 and forces < 1e-4  # float32 round-off
+
+
+@pytest.mark.skipif(not HAVE_ASPIRIN, reason="rMD17 data not found (set EQFF_DATA)")
 def test_systems_are_rmd17_molecules_and_water_boxes():
     assert benchmark_system("ethanol", DATA_ROOT).get_chemical_formula() == "C2H6O"
     assert len(benchmark_system("water-192", DATA_ROOT)) == 192

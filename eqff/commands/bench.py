@@ -27,6 +27,7 @@ from torch import nn
 from eqff.allocator import retain_freed_memory
 from eqff.data import keys
 from eqff.data.graph import atoms_to_graph, collate
+from eqff.data.md17 import read_rmd17
 from eqff.data.units import EV_IN_KJ_PER_MOL, EV_PER_ANGSTROM_IN_KJ_PER_MOL_PER_NM
 from eqff.errors import ModelCompileError
 from eqff.integrations.ase import EqffCalculator
@@ -34,6 +35,8 @@ from eqff.model_file import DEFAULT_POTENTIAL, load_model, resolve_model_path
 from eqff.models import ARCHITECTURES, architecture_name, build_model
 from eqff.nn.forces import compiled_energy_forces, energy_forces_stress
 from eqff.nn.triplets import triplet_indices
+from eqff.potential import Potential
+from eqff.prediction import predict
 from eqff.peers.run import (
     DEFAULT_PEERS_PYTHON, PEER_LABELS, PEERS, missing_peers_python, painn_peer_size, time_peer_training_step,
 )  # fmt: skip
@@ -81,7 +84,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeats", type=int, default=20, help="timed calls per row (after 3 warm-up calls)")
     parser.add_argument("--threads", type=int, nargs="+",
                         help="torch CPU threads per call, a row for each (default: the calculator's own choice)")
-    parser.add_argument("--data", default=None, help="data root with rMD17 (default: $EQFF_DATA)")
+    parser.add_argument("--data", metavar="FOLDER", help="data folder holding rmd17/ (default: $EQFF_DATA)")
+    parser.add_argument(
+        "--predict", type=int, metavar="N",
+        help="also time eqff.predict on the first N rMD17 aspirin train_01 frames in batches of 32 against one "
+        f"calculator call per frame (model: --model, default {DEFAULT_POTENTIAL}), in structures per second",
+    )  # fmt: skip
     parser.add_argument(
         "--openmm", action="store_true",
         help=f"also time OpenMM MD steps ({OPENMM_TIMESTEP_FS:g} fs) of gas-phase aspirin through the eqff PythonForce "
@@ -213,6 +221,8 @@ def run(args: argparse.Namespace) -> int:
         compare_openmm(args, devices)
     if args.training_step:
         compare_training_steps(args, models)
+    if args.predict:
+        compare_predict(args)
     return 0
 
 
@@ -421,3 +431,46 @@ def compare_peer_training_steps(
         compiled = f", {painn['compiled_ms'] / peer_ms:.2f} compiled" if "compiled_ms" in painn else ""
         eager = f"{painn['eager_ms'] / peer_ms:.2f} eager"
         print(f"eqff PaiNN / SchNetPack PaiNN training step on {name}: {eager}{compiled}")
+
+
+PREDICT_BATCH = 32
+"""Structures per model call of ``eqff.predict`` in ``--predict``."""
+
+
+def time_predict(model: str, data_root: str | None, num_frames: int) -> dict:
+    """Structures per second of ``eqff.predict`` and of one calculator call per frame, on the
+    first ``num_frames`` rMD17 aspirin train_01 frames (float32, CPU), and the largest differences
+    of their energies (eV) and forces (eV/Å). Run in a fresh process."""
+    retain_freed_memory()  # a fresh process of eqff's own: see eqff.allocator
+    frames = read_rmd17("aspirin", 1, "train", data_root)[:num_frames]
+    potential = Potential(model)
+    predict(potential, frames[:PREDICT_BATCH], PREDICT_BATCH)  # warm-up
+    start = time.perf_counter()
+    predictions = predict(potential, frames, PREDICT_BATCH)
+    batched = time.perf_counter() - start
+    calculator = EqffCalculator(model)
+    start = time.perf_counter()
+    singles = []
+    for frame in frames:
+        atoms = frame.to_atoms()
+        atoms.calc = calculator
+        singles.append((atoms.get_potential_energy(), atoms.get_forces()))
+    one_by_one = time.perf_counter() - start
+    return {
+        "batched_per_s": len(frames) / batched,
+        "single_per_s": len(frames) / one_by_one,
+        "energy_diff": max(abs(p.energy - e) for p, (e, _) in zip(predictions, singles)),
+        "forces_diff": max(float(np.abs(p.forces - f).max()) for p, (_, f) in zip(predictions, singles)),
+    }
+
+
+def compare_predict(args: argparse.Namespace) -> None:
+    """Print eqff.predict's throughput beside one calculator call per frame."""
+    model = args.model or DEFAULT_POTENTIAL
+    row = run_in_fresh_process(time_predict, model, args.data, args.predict)
+    print(f"\neqff.predict: {args.predict} rMD17 aspirin frames, model {Path(model).stem}, float32, cpu, batches of "
+          f"{PREDICT_BATCH}, {torch.get_num_threads()} threads unless the calculator chooses one (molecules)")
+    print(f"  eqff.predict          {row['batched_per_s']:10.1f} structures/s")
+    print(f"  calculator per frame  {row['single_per_s']:10.1f} structures/s")
+    print(f"  ratio {row['batched_per_s'] / row['single_per_s']:.2f}; largest differences: energy "
+          f"{row['energy_diff']:.1e} eV, forces {row['forces_diff']:.1e} eV/Å")

@@ -6,15 +6,14 @@ across processes, so the epoch MAE is over all frames or components, not a mean 
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
-from eqff.data import keys
 from eqff.data.frames import Frame
 from eqff.data.units import KCAL_PER_MOL, energy_unit_factor
 from eqff.errors import UnknownElementError, element_names
-from eqff.nn.forces import energy_forces_stress
-from eqff.train.dataset import GraphDataset, make_loader
+from eqff.prediction import predict
 
 MEV = energy_unit_factor("meV")
 """1 meV in eV."""
@@ -84,17 +83,17 @@ def evaluate_errors(
     model: nn.Module, frames: list[Frame], batch_size: int = 32, device: str | torch.device = "cpu"
 ) -> tuple[ErrorAccumulator, ErrorAccumulator]:
     """Energy (per frame, eV) and force-component (eV/Å) errors of ``model`` (in its dtype) on
-    labelled ``frames``. The model is moved to ``device`` and put in eval mode."""
+    labelled ``frames``, predicted in batches by :func:`eqff.prediction.predict` on ``device``."""
     check_elements(model, frames)
-    parameter = next(model.parameters())
-    model = model.to(device).eval()
-    loader = make_loader(GraphDataset(frames, model.cutoff, parameter.dtype), batch_size, shuffle=False)
+    dtype = "float64" if next(model.parameters()).dtype == torch.float64 else "float32"
+    predictions = predict(model, frames, batch_size, device, dtype)
     energy, forces = ErrorAccumulator(), ErrorAccumulator()
-    for batch in loader:
-        batch = {key: value.to(device) for key, value in batch.items()}
-        predicted = energy_forces_stress(model, batch)
-        energy.update(predicted[keys.ENERGY], batch[keys.ENERGY])
-        forces.update(predicted[keys.FORCES], batch[keys.FORCES])
+    energy.update(torch.tensor([p.energy for p in predictions], dtype=torch.float64),
+                  torch.tensor([f.energy for f in frames], dtype=torch.float64))
+    forces.update(
+        torch.as_tensor(np.concatenate([p.forces for p in predictions])),
+        torch.as_tensor(np.concatenate([f.forces for f in frames])),
+    )
     return energy, forces
 
 
