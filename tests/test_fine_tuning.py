@@ -9,15 +9,17 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from ase.build import molecule as ase_molecule
 
 from eqff.cli import main
+from eqff.data.frames import Frame
 from eqff.model_file import load_model, read_model_file, save_model
 from eqff.train.config import ConfigError, parse_config
 from eqff.train.dataset import frame_to_graph
 from eqff.train.metrics import evaluate
 from eqff.train.run import build_initial_model, split_frames, train
 from eqff.train.splits import random_split, read_split
-from eqff.train.stats import energy_statistics, refit_energy_offsets
+from eqff.train.stats import average_num_neighbours, energy_statistics, refit_energy_offsets
 from test_training import needs_rmd17, read_metrics, tiny_config
 
 pytestmark = needs_rmd17
@@ -266,3 +268,28 @@ def test_training_on_cuda_without_cuda_is_one_error_line_and_no_run_folder(tmp_p
     with pytest.raises(SystemExit, match=r"^error: device: 'cuda' was asked for but CUDA is not available on this machine"):
         main(["train", str(config_file), "--no-progress", "--set", "device=cuda"])
     assert not (tmp_path / "on-cuda").exists()
+
+
+# --- hyperparameters computed from the training frames ---------------------------------------------
+
+
+def test_average_number_of_neighbours_counts_directed_pairs_per_atom():
+    water = Frame.from_atoms(ase_molecule("H2O"))  # O–H 0.97 Å, H–H 1.5 Å
+    assert average_num_neighbours([water], 1.2) == pytest.approx(4 / 3)  # O sees 2, each H sees O
+    assert average_num_neighbours([water, water], 2.0) == pytest.approx(2.0)
+
+
+def test_segnn_gets_its_average_number_of_neighbours_from_the_training_frames(tmp_path):
+    content = tiny_config(tmp_path, name="segnn-fitted", max_epochs=1)
+    content["model"] = {"architecture": "segnn", "hyperparameters": {"cutoff": 4.0, "num_features": 16, "num_layers": 1}}
+    config = parse_config(content)
+    [source], _ = split_frames(config, None)
+    expected = round(average_num_neighbours(source.train, 4.0), 4)
+    result = train(config, progress_bar=False)
+    assert read_model_file(result.model_path)["hyperparameters"]["average_num_neighbours"] == expected
+    content["training"]["max_epochs"] = 2  # a resumed run rebuilds the model with the same value
+    resumed = train(parse_config(content), resume=True, progress_bar=False)
+    assert read_model_file(resumed.model_path)["hyperparameters"]["average_num_neighbours"] == expected
+    content["model"]["hyperparameters"]["average_num_neighbours"] = 9.0  # a value in the config is kept
+    assert build_initial_model(parse_config({**content, "name": "segnn-set"}), source.train).hyperparameters[
+        "average_num_neighbours"] == 9.0  # fmt: skip

@@ -27,6 +27,7 @@ from eqff.train.augment import rotate_frames
 from eqff.train.config import OptimiserConfig, ScheduleConfig
 from eqff.train.loss import EnergyForceLoss
 from eqff.train.metrics import MEV, ErrorAccumulator
+from eqff.train.stats import FITTED_HYPERPARAMETERS
 
 MONITOR = "val/forces_mae"
 """Validation force MAE per component, meV/Å (with the EMA weights when EMA is on), over the
@@ -36,6 +37,10 @@ the best model."""
 ELEMENTS_KEY = "eqff_elements"
 """Checkpoint entry holding the model's elements (atomic numbers), which a resumed run rebuilds
 the model with."""
+
+FITTED_KEY = "eqff_fitted_hyperparameters"
+"""Checkpoint entry holding the model's hyperparameters computed from the training frames
+(:data:`eqff.train.stats.FITTED_HYPERPARAMETERS`), which a resumed run rebuilds the model with."""
 
 
 class LitPotential(pl.LightningModule):
@@ -172,6 +177,9 @@ class LitPotential(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[ELEMENTS_KEY] = list(self.model.elements)
+        checkpoint[FITTED_KEY] = {
+            key: value for key, value in self.model.hyperparameters.items() if key in FITTED_HYPERPARAMETERS
+        }
         if self.scheduler is not None:
             checkpoint["eqff_lr_scheduler"] = self.scheduler.state_dict()
 

@@ -24,7 +24,7 @@ from eqff.train.checkpoint import LAST_CHECKPOINT
 from eqff.train.config import ConfigError, DataConfig, RunConfig
 from eqff.train.dataset import GraphDataset, describe_source, frame_to_graph, make_loader, read_frames, require_labels
 from eqff.train.export import export_best_model
-from eqff.train.lightning import ELEMENTS_KEY, LitPotential
+from eqff.train.lightning import ELEMENTS_KEY, FITTED_KEY, LitPotential
 from eqff.train.loss import EnergyForceLoss
 from eqff.train.metrics import check_elements
 from eqff.train.run_folder import (
@@ -35,7 +35,7 @@ from eqff.train.run_folder import (
     restore_metrics_if_nothing_was_logged,
 )
 from eqff.train.splits import random_split, write_json_atomic
-from eqff.train.stats import energy_statistics, refit_energy_offsets
+from eqff.train.stats import FITTED_HYPERPARAMETERS, energy_statistics, fitted_hyperparameters, refit_energy_offsets
 from eqff.train.trainer import EpochStopwatch, build_trainer, find_callback
 
 SCALE_FIT_FRAMES = 32
@@ -104,24 +104,27 @@ def split_frames(config: RunConfig, root: str | None) -> tuple[list[SourceFrames
 def build_initial_model(config: RunConfig, train: list[Frame], resume: bool = False) -> nn.Module:
     """The model a run starts from, in the config's dtype.
 
-    When resuming, the bare model with the elements saved in the checkpoint: the checkpoint
-    holds every weight and fitted buffer, so nothing is fitted and no ``model.initial_weights``
-    file is read (it need not exist any more). With ``model.initial_weights``, the model of
+    When resuming, the bare model with the elements and fitted hyperparameters saved in the
+    checkpoint: the checkpoint holds every weight and fitted buffer, so nothing is fitted and no
+    ``model.initial_weights`` file is read (it need not exist any more). With ``model.initial_weights``, the model of
     that file (see :func:`load_initial_weights`) with its energy offsets refitted to ``train``
     (:func:`~eqff.train.stats.refit_energy_offsets`). Otherwise a fresh model with energy
-    offsets and scale fitted to ``train``; a model with a ``fit_scales(graph)`` method
+    offsets and scale fitted to ``train`` and the hyperparameters that describe the data
+    (:func:`~eqff.train.stats.fitted_hyperparameters`); a model with a ``fit_scales(graph)`` method
     (GemNet-T) also fits its internal scale factors on a batch of the first
     :data:`SCALE_FIT_FRAMES` training frames.
     """
     dtype = DTYPES[config.dtype]
     if resume:
-        return _new_model(config, checkpoint_elements(config.run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT), dtype)
+        elements, fitted = checkpoint_model_description(config.run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT)
+        return _new_model(config, elements, dtype, fitted)
     if config.model.initial_weights is not None:
         model = load_initial_weights(config, train)
         refit_energy_offsets(model, [frame_to_graph(frame, model.cutoff, dtype) for frame in train], train)
         return model
     elements = config.model.elements or sorted({int(z) for frame in train for z in frame.atomic_numbers})
-    model = _new_model(config, elements, dtype)
+    fitted = fitted_hyperparameters(config.model.architecture, config.model.hyperparameters, train)
+    model = _new_model(config, elements, dtype, fitted)
     offsets, scale = energy_statistics(train, elements)
     model.scale_shift.set_statistics(offsets, scale)
     if hasattr(model, "fit_scales"):
@@ -129,14 +132,16 @@ def build_initial_model(config: RunConfig, train: list[Frame], resume: bool = Fa
     return model
 
 
-def _new_model(config: RunConfig, elements: list[int], dtype: torch.dtype) -> nn.Module:
-    hyperparameters = {**config.model.hyperparameters, "elements": elements}
+def _new_model(config: RunConfig, elements: list[int], dtype: torch.dtype, fitted: dict | None = None) -> nn.Module:
+    hyperparameters = {**(fitted or {}), **config.model.hyperparameters, "elements": elements}
     return build_model(config.model.architecture, hyperparameters).to(dtype)
 
 
-def checkpoint_elements(path: Path) -> list[int]:
-    """The model's elements saved in a training checkpoint (see :meth:`LitPotential.on_save_checkpoint`)."""
-    return list(torch.load(path, map_location="cpu", weights_only=True)[ELEMENTS_KEY])
+def checkpoint_model_description(path: Path) -> tuple[list[int], dict]:
+    """The model's elements and fitted hyperparameters saved in a training checkpoint (see
+    :meth:`LitPotential.on_save_checkpoint`)."""
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    return list(checkpoint[ELEMENTS_KEY]), dict(checkpoint.get(FITTED_KEY, {}))
 
 
 def load_initial_weights(config: RunConfig, train: list[Frame]) -> nn.Module:
@@ -157,7 +162,8 @@ def load_initial_weights(config: RunConfig, train: list[Frame]) -> nn.Module:
             f"model.initial_weights {path}: the training frames hold {element_names(unknown)}, which the "
             f"pretrained model never saw (it knows {element_names(elements)}); train a new model instead"
         )
-    model = _new_model(config, config.model.elements or elements, DTYPES[config.dtype])
+    fitted = {key: value for key, value in content["hyperparameters"].items() if key in FITTED_HYPERPARAMETERS}
+    model = _new_model(config, config.model.elements or elements, DTYPES[config.dtype], fitted)
     expected = {"architecture": architecture_name(model), **model.hyperparameters}
     found = {"architecture": content["architecture"], **content["hyperparameters"]}
     differing = sorted(key for key in expected.keys() | found.keys() if expected.get(key) != found.get(key))

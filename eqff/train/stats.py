@@ -1,8 +1,13 @@
-"""Energy offsets and scale from training data, written into the model before training.
+"""Statistics of the training data written into the model before training.
 
-A fresh model then predicts per-atom energies ``scale * x + offset[element]`` with x of order
-one, so it starts near the data (see :class:`eqff.nn.species.PerElementScaleShift`).
+Energy offsets and scale: a fresh model then predicts per-atom energies
+``scale * x + offset[element]`` with x of order one, so it starts near the data (see
+:class:`eqff.nn.species.PerElementScaleShift`). Hyperparameters that describe the data, such as
+SEGNN's average number of neighbours (:data:`FITTED_HYPERPARAMETERS`), are computed from the
+training frames unless the config sets them.
 """
+
+import inspect
 
 import numpy as np
 import torch
@@ -10,6 +15,8 @@ from torch import nn
 
 from eqff.data import keys
 from eqff.data.frames import Frame
+from eqff.models import ARCHITECTURES
+from eqff.neighbours import neighbour_list
 
 
 def energy_statistics(frames: list[Frame], elements: list[int]) -> tuple[torch.Tensor, float]:
@@ -75,3 +82,24 @@ def refit_energy_offsets(model: nn.Module, graphs: list[dict[str, torch.Tensor]]
     shift = model.scale_shift
     shift.set_statistics(shift.offsets.cpu() + correction, float(shift.scale))
     return correction
+
+
+FITTED_HYPERPARAMETERS = ("average_num_neighbours",)
+"""Constructor arguments computed from the training frames when the config does not set them."""
+
+
+def average_num_neighbours(frames: list[Frame], cutoff: float) -> float:
+    """The mean number of neighbours within ``cutoff`` (Å) per atom over all ``frames``."""
+    pairs = sum(neighbour_list(f.positions, f.cell, f.pbc, cutoff)[0].shape[1] for f in frames)
+    return pairs / sum(frame.num_atoms for frame in frames)
+
+
+def fitted_hyperparameters(architecture: str, hyperparameters: dict, frames: list[Frame]) -> dict[str, float]:
+    """The :data:`FITTED_HYPERPARAMETERS` that ``architecture`` takes and ``hyperparameters`` lacks,
+    computed from ``frames`` (at the configured cutoff, else the architecture's default)."""
+    parameters = inspect.signature(ARCHITECTURES[architecture]).parameters
+    fitted = {}
+    if "average_num_neighbours" in parameters and "average_num_neighbours" not in hyperparameters:
+        cutoff = hyperparameters.get("cutoff", parameters["cutoff"].default)
+        fitted["average_num_neighbours"] = round(average_num_neighbours(frames, cutoff), 4)
+    return fitted
