@@ -267,7 +267,7 @@ class RunConfig(_Section):
     Attributes:
         seed: seeds model initialisation and the (per-epoch) order of training frames.
         device: ``cpu``, ``cuda`` or ``auto``; num_devices > 1 with strategy ``ddp`` trains on
-            several devices (one process each).
+            several devices (one process each), on each of ``num_nodes`` machines.
         dtype: floating dtype of model and positions (labels stay float64).
         data: the training data: one source (a mapping) or several (a list of mappings, each
             split on its own; their training frames are trained on together).
@@ -278,6 +278,7 @@ class RunConfig(_Section):
     seed: int = 0
     device: Literal["cpu", "cuda", "auto"] = "cpu"
     num_devices: int = Field(1, gt=0)
+    num_nodes: int = Field(1, gt=0)
     strategy: Literal["auto", "ddp"] = "auto"
     dtype: Literal["float32", "float64"] = "float32"
     data: list[DataConfig] = Field(min_length=1)

@@ -108,14 +108,17 @@ class EpochSampler(Sampler[int]):
 
     The order depends only on the seed and the epoch (set by Lightning through
     :meth:`set_epoch`), so a resumed run sees the same batches as an uninterrupted one. Under
-    ``torch.distributed`` each process takes every ``world_size``-th index of the order (padded by
-    wrapping around so that all processes get the same number).
+    ``torch.distributed`` each process takes every ``world_size``-th index of the order. With
+    ``pad`` (training: every process must take the same number of steps) the order is padded
+    by wrapping around so that all processes get the same number; without it (validation, whose
+    error sums add up across processes) every frame is seen exactly once.
     """
 
-    def __init__(self, num_items: int, seed: int, shuffle: bool) -> None:
+    def __init__(self, num_items: int, seed: int, shuffle: bool, pad: bool = True) -> None:
         self.num_items = num_items
         self.seed = seed
         self.shuffle = shuffle
+        self.pad = pad
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -128,7 +131,10 @@ class EpochSampler(Sampler[int]):
         return 0, 1
 
     def __len__(self) -> int:
-        return math.ceil(self.num_items / self._rank_and_world()[1])
+        rank, world = self._rank_and_world()
+        if self.pad:
+            return math.ceil(self.num_items / world)
+        return len(range(rank, self.num_items, world))
 
     def __iter__(self) -> Iterator[int]:
         rank, world = self._rank_and_world()
@@ -136,18 +142,20 @@ class EpochSampler(Sampler[int]):
             order = np.random.default_rng([self.seed, self.epoch]).permutation(self.num_items)
         else:
             order = np.arange(self.num_items)
-        order = np.resize(order, len(self) * world)  # wraps around to pad
+        if self.pad:
+            order = np.resize(order, math.ceil(self.num_items / world) * world)  # wraps around to pad
         return iter(order[rank::world].tolist())
 
 
 def make_loader(
     dataset: GraphDataset, batch_size: int, shuffle: bool, seed: int = 0, num_workers: int = 0
 ) -> DataLoader:
-    """A loader of batched graphs (:func:`eqff.data.graph.collate`) in :class:`EpochSampler` order."""
+    """A loader of batched graphs (:func:`eqff.data.graph.collate`) in :class:`EpochSampler` order:
+    shuffled and padded for training, in order and unpadded for validation."""
     return DataLoader(
         dataset,
         batch_size=batch_size,
-        sampler=EpochSampler(len(dataset), seed, shuffle),
+        sampler=EpochSampler(len(dataset), seed, shuffle, pad=shuffle),
         collate_fn=collate,
         num_workers=num_workers,
         persistent_workers=num_workers > 0,

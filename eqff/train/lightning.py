@@ -10,6 +10,7 @@ checkpoint by this module: Lightning would step it after the epoch's checkpoint 
 does not replay that step on resume, so a resumed run would lag one step behind.
 """
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -58,7 +59,7 @@ class LitPotential(pl.LightningModule):
             draws the same ones; ``None``: no rotations. Validation frames are never rotated.
         source_labels: the name of each validation loader's data source, in loader order.
 
-    Logged: ``train/loss`` (progress bar), its unweighted terms ``train/energy_loss`` and
+    Logged: ``train/loss_step`` (this process's, every step; progress bar) and ``train/loss_epoch``, its unweighted terms ``train/energy_loss`` and
     ``train/forces_loss`` (in the units of the loss's kind), ``val/loss``, ``val/energy_mae``
     and ``val/energy_rmse`` (meV per frame), ``val/forces_mae`` and ``val/forces_rmse`` (meV/Å
     per component), all over every source's validation frames; with several sources also
@@ -83,6 +84,8 @@ class LitPotential(pl.LightningModule):
         self.schedule = schedule
         self.max_epochs = max_epochs
         self.training_energy_forces = compiled_energy_forces(model) if compile else self.forward
+        for parameter in model.parameters():
+            parameter.register_hook(functools.partial(in_parameter_layout, parameter))
         self.rotation_seed = rotation_seed
         self.source_labels = list(source_labels)
         self.val_energy = [ErrorAccumulator() for _ in self.source_labels]  # one per source
@@ -100,10 +103,13 @@ class LitPotential(pl.LightningModule):
         if self.rotation_seed is not None:
             batch = rotate_frames(batch, random_rotations(size, self.rotation_seed + self.trainer.global_step))
         losses = self.loss(self.training_energy_forces(batch), batch)
-        log = dict(batch_size=size, sync_dist=True)  # epoch means over all processes
-        self.log("train/loss", losses["loss"], prog_bar=True, on_step=True, on_epoch=True, **log)
-        self.log("train/energy_loss", losses["energy"], on_step=False, on_epoch=True, **log)
-        self.log("train/forces_loss", losses["forces"], on_step=False, on_epoch=True, **log)
+        # the step's loss is this process's own (no collective at every step, only for a log line);
+        # the epoch means are reduced over all processes once, at the epoch's end
+        self.log("train/loss_step", losses["loss"], prog_bar=True, on_step=True, on_epoch=False, batch_size=size)
+        epoch = dict(on_step=False, on_epoch=True, batch_size=size, sync_dist=True)
+        self.log("train/loss_epoch", losses["loss"], **epoch)
+        self.log("train/energy_loss", losses["energy"], **epoch)
+        self.log("train/forces_loss", losses["forces"], **epoch)
         return losses["loss"]
 
     def on_validation_epoch_start(self) -> None:
@@ -120,8 +126,9 @@ class LitPotential(pl.LightningModule):
         self.val_forces[dataloader_idx].update(predicted[keys.FORCES], batch[keys.FORCES])
 
     def on_validation_epoch_end(self) -> None:
-        for errors in self.val_energy + self.val_forces:  # sums over all processes
-            errors.sums = self.trainer.strategy.reduce(errors.sums, reduce_op="sum")
+        for errors in self.val_energy + self.val_forces:  # sums over all processes (some may have no frames)
+            sums = errors.sums if errors.sums is not None else torch.zeros(3, dtype=torch.float64, device=self.device)
+            errors.sums = self.trainer.strategy.reduce(sums, reduce_op="sum")
         loss_sum, frames = self.trainer.strategy.reduce(self.val_loss_sums, reduce_op="sum")
         energy, forces = ErrorAccumulator.total(self.val_energy), ErrorAccumulator.total(self.val_forces)
         log = dict(sync_dist=True)  # every process holds the same values: averaging keeps them
@@ -204,6 +211,20 @@ class LitPotential(pl.LightningModule):
         if self.scheduler is not None and self._scheduler_state is not None:
             self.scheduler.load_state_dict(self._scheduler_state)
         return optimiser
+
+
+def in_parameter_layout(parameter: torch.Tensor, gradient: torch.Tensor) -> torch.Tensor:
+    """``gradient`` with the strides of ``parameter``.
+
+    A weight with a dimension of size one (a readout's (1, F) last layer) gets, from the sum of
+    the energy's and the forces' contributions, a gradient whose strides are those of a
+    transposed view ((1, 1) for (F, 1)): equal values, but DDP, which copies gradients into
+    buckets laid out like the parameters, would copy it at every step (and warn). The copy here
+    happens only for such gradients.
+    """
+    if gradient.stride() == parameter.stride():
+        return gradient
+    return gradient.clone(memory_format=torch.contiguous_format)
 
 
 class EMA(EMAWeightAveraging):

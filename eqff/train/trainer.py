@@ -85,6 +85,7 @@ def build_trainer(config: RunConfig, run_dir: Path, num_batches: int, progress_b
         return pl.Trainer(
             accelerator=config.device,
             devices=config.num_devices,
+            num_nodes=config.num_nodes,
             strategy=config.strategy,
             precision="64-true" if config.dtype == "float64" else "32-true",
             max_epochs=settings.max_epochs or -1,
