@@ -5,6 +5,7 @@ The runs use the shipped default potential for a few tens of steps; those of ``a
 """
 
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -109,3 +110,16 @@ def test_openmm_examples_run_and_print_their_summaries(tmp_path, capsys):
     assert out.count("summary") == 2 and "TIP3P waters (MM)" in out
     for name in ("openmm_gas_phase", "openmm_mlmm"):
         assert (tmp_path / f"{name}.csv").stat().st_size > 0 and (tmp_path / f"{name}.dcd").stat().st_size > 0
+
+
+@pytest.mark.skipif(shutil.which("i-pi") is None, reason="i-PI (the ipi package) is not installed")
+def test_ipi_path_integral_md_with_two_eqff_clients_stops_by_itself(tmp_path, capsys):
+    import ipi_pimd
+
+    args = ["--steps", "4", "--beads", "2", "--clients", "2", "--interval", "2", "--output", str(tmp_path),
+            "--timeout", "300"]  # fmt: skip
+    assert ipi_pimd.main(args) == 0
+    out = capsys.readouterr().out
+    assert "2 beads, 4 steps" in out and "summary" in out and "10 force calls" in out
+    step, _, conserved, temperature, potential = np.loadtxt(tmp_path / "ipi_pimd.out", ndmin=2).T
+    assert step.tolist() == [0.0, 2.0, 4.0] and np.all(np.isfinite(potential)) and np.all(temperature > 0)
