@@ -27,6 +27,7 @@ COMMANDS = {
     "train-peer": "train MACE or NequIP on the frames of a training config for a fixed time and test it at given minutes",
     "report": "compare models: test MAEs, ms per call, NVE drift, NVT stability and h(r); --peers adds MACE and SchNetPack",
     "equivariance": "PONITA's rotation-equivariance error (energy, forces) and ms per call against the number of sphere orientations",
+    "export": "write a model for other engines: a metatomic model file for LAMMPS, i-PI and ASE (metatomic-ase)",
 }
 """Subcommand names, each the name of a module in :mod:`eqff.commands` (with ``_`` for ``-``), and
 their one-line help."""

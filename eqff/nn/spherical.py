@@ -68,9 +68,10 @@ def spherical_bessel_of_order(x: torch.Tensor, order: int) -> torch.Tensor:
 
     Shapes: (...,) → (...,).
     """
-    previous, current = None, torch.sin(x) / x  # j_(l−1), j_l for l = 0
-    if order > 0:
-        previous, current = current, (current - torch.cos(x)) / x
+    j_0 = torch.sin(x) / x
+    if order == 0:
+        return j_0
+    previous, current = j_0, (j_0 - torch.cos(x)) / x  # j_(l−1), j_l for l = 1
     for l in range(1, order):
         previous, current = current, (2 * l + 1) / x * current - previous
     return current
