@@ -68,9 +68,12 @@ def test_ase_nve_runs_and_prints_its_summary(tmp_path, capsys):
     assert "NVE aspirin (21 atoms)" in out and "float64" in out
     assert "energy drift" in out and "meV/atom/ps" in out and "energy fluctuation" in out
     assert (tmp_path / "ase_nve.png").stat().st_size > 0
+    header = (tmp_path / "ase_nve.csv").read_text().splitlines()[0].split(",")
+    assert header == ["time_ps", "potential_eV", "kinetic_eV", "total_eV", "temperature_K", "angular_momentum_hbar"]
     samples = np.loadtxt(tmp_path / "ase_nve.csv", delimiter=",", skiprows=1)
-    assert samples.shape == (4, 5)  # steps 0, 10, 20, 30; time, potential, kinetic, total, temperature
+    assert samples.shape == (4, 6)  # steps 0, 10, 20, 30
     assert samples[:, 3] == pytest.approx(samples[:, 1] + samples[:, 2])
+    assert np.all(samples[:, 5] < 1e-6)  # PaiNN's forces exert no net torque: angular momentum stays zero
 
 
 def test_examples_refuse_runs_with_fewer_than_two_frames(tmp_path):
