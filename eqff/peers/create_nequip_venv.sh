@@ -10,26 +10,9 @@
 #
 # Torch is installed first, pinned to the CPU build eqff is trained with, and is then held by a
 # constraints file: an unpinned torch pulled in by nequip would be a multi-GB CUDA build.
-set -euo pipefail
+source "$(dirname "$0")/cpu_torch_venv.sh"
 
-if [[ $# -ne 1 ]]; then
-    echo "usage: $0 PATH" >&2
-    exit 2
-fi
-venv="$1"
-
-TORCH_VERSION="2.13.0"
 NEQUIP_VERSION="0.19.1"
-
-python3.11 -m venv "$venv"
-pip=("$venv/bin/python" -m pip)
-
-constraints="$(mktemp)"
-trap 'rm -f "$constraints"' EXIT
-echo "torch==${TORCH_VERSION}" > "$constraints"
-
-"${pip[@]}" install --upgrade pip
-"${pip[@]}" install "torch==${TORCH_VERSION}"
 "${pip[@]}" install -c "$constraints" "nequip==${NEQUIP_VERSION}"
 
 # Fail here, not at training time, if the pin did not hold or an import is broken.

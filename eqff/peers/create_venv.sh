@@ -18,27 +18,10 @@
 # explicitly, without the sympy cap (and without its development tools pre-commit and black).
 # SchNetPack uses sympy only for Clebsch-Gordan coefficients in its SO3 layers, which PaiNN does
 # not use; the import check at the end of this script covers the code path that is timed.
-set -euo pipefail
+source "$(dirname "$0")/cpu_torch_venv.sh"
 
-if [[ $# -ne 1 ]]; then
-    echo "usage: $0 PATH" >&2
-    exit 2
-fi
-venv="$1"
-
-TORCH_VERSION="2.13.0"
 MACE_VERSION="0.3.16"
 SCHNETPACK_VERSION="2.1.1"
-
-python3.11 -m venv "$venv"
-pip=("$venv/bin/python" -m pip)
-
-constraints="$(mktemp)"
-trap 'rm -f "$constraints"' EXIT
-echo "torch==${TORCH_VERSION}" > "$constraints"
-
-"${pip[@]}" install --upgrade pip
-"${pip[@]}" install "torch==${TORCH_VERSION}"
 "${pip[@]}" install -c "$constraints" "mace-torch==${MACE_VERSION}" ase
 "${pip[@]}" install -c "$constraints" --no-deps "schnetpack==${SCHNETPACK_VERSION}"
 # schnetpack 2.1.1's declared requirements, less sympy<=1.12, pre-commit and black.
