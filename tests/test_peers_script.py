@@ -49,10 +49,13 @@ def test_time_peer_compiles_and_does_not_import_eqff():
 
 
 def test_create_venv_pins_torch_first():
-    text = CREATE_VENV.read_text()
-    assert 'TORCH_VERSION="2.13.0"' in text
-    assert text.index('install "torch==${TORCH_VERSION}"') < text.index("mace-torch==")
-    assert "set -euo pipefail" in text
+    """The peers' venv scripts source the shared setup, which installs eqff's CPU torch and holds it."""
+    shared = (CREATE_VENV.parent / "cpu_torch_venv.sh").read_text()
+    assert 'TORCH_VERSION="2.13.0"' in shared and "set -euo pipefail" in shared
+    assert shared.index('echo "torch==${TORCH_VERSION}" > "$constraints"') < shared.index('install "torch==')
+    for script in (CREATE_VENV, CREATE_VENV.parent / "create_nequip_venv.sh"):
+        text = script.read_text()
+        assert text.index('source "$(dirname "$0")/cpu_torch_venv.sh"') < text.index('install -c "$constraints"')
 
 
 @needs_peers_venv
