@@ -16,7 +16,7 @@ from eqff.data import keys
 from eqff.errors import DataFileError
 from eqff.peers import time_peer
 from eqff.peers.run import missing_peers_python, painn_peer_size, time_peer_command, write_frames
-from eqff.md.systems import benchmark_system
+from eqff.md.systems import benchmark_system, water_trajectory
 
 DATA_ROOT = os.environ.get("EQFF_DATA", "/work/shared/data")
 HAVE_ASPIRIN = (Path(DATA_ROOT) / "rmd17" / "splits" / "rmd17_aspirin_train_01.npz").is_file()
@@ -50,6 +50,28 @@ def test_bench_of_water_boxes_needs_no_data_and_a_bad_system_fails_before_any_ou
     with pytest.raises(SystemExit, match="^error: no data folder given: pass --data FOLDER"):
         main(["bench", "--systems", "water-192", "aspirin", "--repeats", "1"])
     assert capsys.readouterr().out == ""
+
+
+def test_bench_along_a_water_trajectory_counts_rebuilds_and_refuses_molecules(capsys):
+    assert main(["bench", "--systems", "water-192", "--dtypes", "float32", "--repeats", "2", "--motion", "md"]) == 0
+    out = capsys.readouterr().out
+    assert "motion: md:" in out and "rebuilds" in out
+    [row] = [line.split() for line in out.splitlines() if " water-192 " in line]
+    assert row[:3] == ["painn", "water-192", "192"] and int(row[-1]) >= 0
+    with pytest.raises(SystemExit, match="^error: --motion md follows a water trajectory"):
+        main(["bench", "--systems", "aspirin", "--motion", "md", "--data", DATA_ROOT])
+    assert capsys.readouterr().out == ""
+
+
+def test_water_trajectory_moves_like_liquid_water():
+    """Consecutive frames 0.5 fs apart: small steps, thermal motion over the run, molecules intact."""
+    box = benchmark_system("water-192", None)
+    frames = water_trajectory(box, 20)
+    assert frames.shape == (20, 192, 3)
+    steps = np.linalg.norm(np.diff(frames, axis=0), axis=-1)  # (19, 192) Å
+    assert 0.001 < steps.mean() < 0.02 and steps.max() < 0.1
+    oxygen_hydrogen = np.linalg.norm(frames[:, 1::3] - frames[:, 0::3], axis=-1)  # (20, 64) Å
+    assert np.all((0.85 < oxygen_hydrogen) & (oxygen_hydrogen < 1.1))
 
 
 @pytest.mark.skipif(not HAVE_ASPIRIN, reason="rMD17 data not found (set EQFF_DATA)")

@@ -29,18 +29,19 @@ from eqff.data import keys
 from eqff.data.graph import atoms_to_graph, collate
 from eqff.data.md17 import read_rmd17
 from eqff.data.units import EV_IN_KJ_PER_MOL, EV_PER_ANGSTROM_IN_KJ_PER_MOL_PER_NM
-from eqff.errors import ModelCompileError
+from eqff.errors import EqffInputError, ModelCompileError
 from eqff.integrations.ase import EqffCalculator
 from eqff.model_file import DEFAULT_POTENTIAL, load_model, resolve_model_path
 from eqff.models import ARCHITECTURES, architecture_name, build_model
 from eqff.nn.forces import compiled_energy_forces, energy_forces_stress
+from eqff.neighbours import edge_lengths
 from eqff.nn.triplets import triplet_indices
 from eqff.potential import Potential
 from eqff.prediction import predict
 from eqff.peers.run import (
     DEFAULT_PEERS_PYTHON, PEER_LABELS, PEERS, missing_peers_python, painn_peer_size, time_peer_training_step,
 )  # fmt: skip
-from eqff.md.systems import WATER_BOXES, benchmark_system
+from eqff.md.systems import WATER_BOXES, WATER_TRAJECTORY_TIMESTEP_FS, benchmark_system, water_trajectory
 from eqff.threads import call_threads
 from eqff.train.loss import EnergyForceLoss
 
@@ -54,13 +55,20 @@ the published one, see :class:`eqff.models.gemnet.GemNetT`)."""
 TRIPLET_ARCHITECTURES = {"gemnet-t"}
 """Architectures that build triplet indices in ``forward``: their rows also time that step alone
 (:func:`eqff.nn.triplets.triplet_indices` on the row's edge list, "trip ms"). The timed calls
-reuse the indices (the edge list does not change); a call whose edge list changed adds this."""
+reuse the indices while the edge list does not change; a call whose edge list changed adds this."""
 
 ELEMENTS = [1, 6, 7, 8]
 """Elements of the random-weight models: those of aspirin and water."""
 
 OPENMM_TIMESTEP_FS = 0.5
 """fs: the LangevinMiddleIntegrator step timed by ``--openmm``."""
+
+MOTIONS = {
+    "rattle": "positions move by 1e-4 Å between calls; median ms",
+    "md": f"calls follow a 300 K MD trajectory of flexible TIP3P-FB water ({WATER_TRAJECTORY_TIMESTEP_FS:g} fs "
+    "between frames, water boxes only); mean ms, with the rebuilds of the neighbour list and triplets counted",
+}
+"""How positions change between timed calls (``--motion``)."""
 
 TRAINING_BATCH = 5
 """Frames of a training step timed by ``--training-step``: the batch size of eqff's training configs."""
@@ -82,6 +90,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtypes", nargs="+", default=["float32", "float64"], choices=["float32", "float64"], help="floating dtypes, a row for each")
     parser.add_argument("--devices", nargs="+", default=None, help="default: cpu, and cuda when present")
     parser.add_argument("--repeats", type=int, default=20, help="timed calls per row (after 3 warm-up calls)")
+    parser.add_argument(
+        "--motion", choices=sorted(MOTIONS), default="rattle",
+        help="; ".join(f"{name}: {text}" for name, text in MOTIONS.items()),
+    )  # fmt: skip
     parser.add_argument("--threads", type=int, nargs="+",
                         help="torch CPU threads per call, a row for each (default: the calculator's own choice)")
     parser.add_argument("--data", metavar="FOLDER", help="data folder holding rmd17/ (default: $EQFF_DATA)")
@@ -107,29 +119,46 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
-def time_calls(atoms: Atoms, calc: EqffCalculator, repeats: int) -> dict[str, float]:
-    """Median ms of ``repeats`` energy+forces calls, with neighbour-list and model time apart.
+def time_calls(atoms: Atoms, calc: EqffCalculator, repeats: int, frames: np.ndarray | None = None) -> dict[str, float]:
+    """ms of ``repeats`` energy+forces calls, with neighbour-list and model time apart, after 3 warm-up calls.
 
-    Positions move by 1e-4 Å between calls (so ASE does not reuse results; the cached
-    neighbour list stays valid, as in most MD steps).
+    Without ``frames``, positions move by 1e-4 Å between calls (so ASE does not reuse results; the
+    cached neighbour list stays valid, as in most MD steps) and the medians are returned. With
+    ``frames`` ((3 + repeats, n, 3) Å, consecutive MD frames), each call takes the next frame and
+    the means are returned, so that the steps that rebuild the neighbour list (and, for GemNet-T,
+    the triplets) count as often as they occur in MD; ``neighbour_builds`` and, where the model
+    caches triplets, ``triplet_builds`` count the rebuilds during the timed calls.
     """
     atoms = atoms.copy()
     atoms.calc = calc
     rng = np.random.default_rng(0)
     totals, neighbours, models = [], [], []
+    triplets = getattr(calc.potential.model, "triplets", None)
     for call in range(3 + repeats):
-        atoms.positions += rng.normal(scale=1e-4, size=atoms.positions.shape)
+        if call == 3:
+            neighbour_builds = calc.potential.neighbours.num_builds
+            triplet_builds = triplets.num_builds if triplets is not None else 0
+        if frames is None:
+            atoms.positions += rng.normal(scale=1e-4, size=atoms.positions.shape)
+        else:
+            atoms.positions = frames[call]
         start = time.perf_counter()
         atoms.get_forces()
         if call >= 3:
             totals.append(time.perf_counter() - start)
             neighbours.append(calc.potential.timings.neighbour_list)
             models.append(calc.potential.timings.model)
-    return {
-        "total_ms": 1e3 * float(np.median(totals)),
-        "neighbour_ms": 1e3 * float(np.median(neighbours)),
-        "model_ms": 1e3 * float(np.median(models)),
+    average = np.median if frames is None else np.mean
+    row = {
+        "total_ms": 1e3 * float(average(totals)),
+        "neighbour_ms": 1e3 * float(average(neighbours)),
+        "model_ms": 1e3 * float(average(models)),
     }
+    if frames is not None:
+        row["neighbour_builds"] = calc.potential.neighbours.num_builds - neighbour_builds
+        if triplets is not None:
+            row["triplet_builds"] = triplets.num_builds - triplet_builds
+    return row
 
 
 def time_triplet_indices(edge_index: np.ndarray, cell_shifts: np.ndarray, num_atoms: int, repeats: int) -> float:
@@ -151,11 +180,18 @@ def reference_model(architecture: str) -> nn.Module:
 
 
 def time_row(
-    model: str, name: str, data_root: str | None, device: str, dtype: str, repeats: int, threads: int | None = None
+    model: str,
+    name: str,
+    data_root: str | None,
+    device: str,
+    dtype: str,
+    repeats: int,
+    threads: int | None = None,
+    motion: str = "rattle",
 ) -> dict:
     """:func:`time_calls` for one model (a file, a shipped name or an architecture), system, device,
-    dtype and thread count (``None``: the calculator's default, :mod:`eqff.threads`), plus the
-    number of pairs and the threads the calls ran on.
+    dtype, thread count (``None``: the calculator's default, :mod:`eqff.threads`) and motion
+    (:data:`MOTIONS`), plus the number of pairs and the threads the calls ran on.
 
     Run in a fresh process per row, so that rows do not inherit each other's heap, and a row
     that runs out of memory ends only its own process.
@@ -164,10 +200,12 @@ def time_row(
     retain_freed_memory()  # a fresh process of eqff's own: see eqff.allocator
     network = reference_model(model) if model in ARCHITECTURES else model
     calc = EqffCalculator(network, device=device, dtype=dtype, threads=threads)
-    row = time_calls(atoms, calc, repeats)
+    frames = water_trajectory(atoms, 3 + repeats) if motion == "md" else None
+    row = time_calls(atoms, calc, repeats, frames)
     row["threads"] = call_threads(len(atoms), threads) or torch.get_num_threads()
     edge_index, cell_shifts = calc.potential.neighbours(atoms.positions, atoms.numbers, atoms.cell.array, atoms.pbc)
-    row["pairs"] = edge_index.shape[1]
+    lengths = edge_lengths(atoms.positions, atoms.cell.array, edge_index, cell_shifts)
+    row["pairs"] = int((lengths < calc.potential.model.cutoff).sum())
     if architecture_name(calc.potential.model) in TRIPLET_ARCHITECTURES and device == "cpu":
         row["triplet_ms"] = time_triplet_indices(edge_index, cell_shifts, len(atoms), repeats)
     return row
@@ -178,6 +216,17 @@ def triplet_cell(row: dict) -> str:
     if "triplet_ms" not in row:
         return ""
     return f"{row['triplet_ms']:.2f} ({100 * row['triplet_ms'] / row['total_ms']:.0f}%)"
+
+
+def rebuilds_cell(row: dict) -> str:
+    """The "rebuilds" column of ``--motion md``: neighbour-list builds and, where counted, triplet
+    builds during the timed calls (``nbr/trip``), or nothing for ``--motion rattle``."""
+    if "neighbour_builds" not in row:
+        return ""
+    cell = str(row["neighbour_builds"])
+    if "triplet_builds" in row:
+        cell += f"/{row['triplet_builds']}"
+    return f" {cell:>9}"
 
 
 def run_in_fresh_process(function, *args):
@@ -193,14 +242,19 @@ def run(args: argparse.Namespace) -> int:
     devices = args.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
     models = [str(resolve_model_path(args.model))] if args.model else args.architectures
     systems = {name: benchmark_system(name, args.data) for name in args.systems}  # bad input fails before any output
+    if args.motion == "md" and set(systems) - set(WATER_BOXES):
+        raise EqffInputError(f"--motion md follows a water trajectory; choose --systems among {', '.join(WATER_BOXES)}")
     if not args.model:
         painn = ", ".join(f"{k}={v}" for k, v in REFERENCE_HYPERPARAMETERS["painn"].items())
         print(f"models: random weights; painn: {painn}; others at their defaults")
     print(f"host: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}; "
-          f"median of {args.repeats} calls after 3 warm-up calls ({max(3, args.repeats // 4)} for systems above "
-          "5,000 atoms), each row in a fresh process")
+          f"{args.repeats} calls after 3 warm-up calls ({max(3, args.repeats // 4)} for systems above 5,000 atoms), "
+          "each row in a fresh process")
+    print(f"motion: {args.motion}: {MOTIONS[args.motion]}")
     header = (f"{'model':<14} {'system':<12} {'atoms':>6} {'pairs':>8} {'device':<6} {'dtype':<8} {'threads':>7} "
               f"{'ms/call':>9} {'nbr ms':>8} {'model ms':>9} {'µs/atom':>8} {'trip ms':>8}")
+    if args.motion == "md":
+        header += f" {'rebuilds':>9}"
     print(header)
     print("-" * len(header))
     for model in models:
@@ -208,7 +262,9 @@ def run(args: argparse.Namespace) -> int:
             num_atoms = len(atoms)
             repeats = args.repeats if num_atoms < 5000 else max(3, args.repeats // 4)
             for device, dtype, threads in itertools.product(devices, args.dtypes, args.threads or [None]):
-                row = run_in_fresh_process(time_row, model, name, args.data, device, dtype, repeats, threads)
+                row = run_in_fresh_process(
+                    time_row, model, name, args.data, device, dtype, repeats, threads, args.motion
+                )
                 start = f"{Path(model).stem:<14} {name:<12} {num_atoms:>6}"
                 if row is None:
                     print(f"{start} {'':>8} {device:<6} {dtype:<8} {threads or '':>7} the process died (out of memory?)",
@@ -216,7 +272,7 @@ def run(args: argparse.Namespace) -> int:
                     continue
                 print(f"{start} {row['pairs']:>8} {device:<6} {dtype:<8} {row['threads']:>7} {row['total_ms']:>9.2f} "
                       f"{row['neighbour_ms']:>8.2f} {row['model_ms']:>9.2f} "
-                      f"{1e3 * row['total_ms'] / num_atoms:>8.1f} {triplet_cell(row):>8}", flush=True)
+                      f"{1e3 * row['total_ms'] / num_atoms:>8.1f} {triplet_cell(row):>8}{rebuilds_cell(row)}", flush=True)
     if args.openmm:
         compare_openmm(args, devices)
     if args.training_step:

@@ -157,6 +157,8 @@ class TripletIndexCache(nn.Module):
     (nothing of them is saved in a model file) and not buffers (which distributed training would
     broadcast between processes whose batches differ).
 
+    ``num_builds`` counts the calls that built the indices.
+
     Shapes: as :func:`triplet_indices`.
     """
 
@@ -169,6 +171,7 @@ class TripletIndexCache(nn.Module):
         self.num_atoms = -1  # no call yet
         self.input_edges, self.output_edges, self.slot, self.reverse = empty, empty, empty, empty
         self.width = 0
+        self.num_builds = 0
 
     def _is_last_call(self, edge_index: torch.Tensor, num_atoms: int, cell_shifts: torch.Tensor | None) -> bool:
         if num_atoms != self.num_atoms or not _same(edge_index, self.edge_index):
@@ -184,6 +187,7 @@ class TripletIndexCache(nn.Module):
             self.input_edges, self.output_edges, self.slot, self.width, self.reverse = triplet_indices(
                 edge_index, num_atoms, cell_shifts
             )
+            self.num_builds += 1
             self.edge_index = edge_index.clone()
             self.num_atoms = num_atoms
             self.has_cell_shifts = cell_shifts is not None
