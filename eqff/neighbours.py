@@ -92,9 +92,11 @@ class NeighbourListCache:
     """A Verlet neighbour list: built with ``cutoff + skin``, reused until an atom moved skin/2.
 
     The list is rebuilt when any atom moved more than ``skin / 2`` since the last build, or when
-    the atomic numbers, cell or pbc changed. Every call masks the pairs that are beyond
-    ``cutoff`` at the current positions, so the result equals :func:`neighbour_list` exactly
-    (same pairs, possibly in another order).
+    the atomic numbers, cell or pbc changed. Until then every call returns the same arrays: all
+    pairs within ``cutoff`` at the current positions, and those that were within ``cutoff + skin``
+    at the last build. Models keep the pairs within their cutoff
+    (:func:`eqff.nn.geometry.within_cutoff`), and what they derive from the list alone (GemNet-T's
+    triplets) is rebuilt only with it.
 
     Args:
         cutoff: Å.
@@ -125,15 +127,12 @@ class NeighbourListCache:
     def __call__(
         self, positions: np.ndarray, atomic_numbers: np.ndarray, cell: np.ndarray, pbc: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Pairs within ``cutoff`` at ``positions``; same arguments and returns as :func:`neighbour_list`."""
+        """The Verlet list at ``positions``; same arguments and returns as :func:`neighbour_list`,
+        with the pairs of the last build (a superset of those within ``cutoff``)."""
         if self._is_stale(positions, atomic_numbers, cell, pbc):
             edge_index, cell_shifts = neighbour_list(positions, cell, pbc, self.cutoff + self.skin)
             self._build = _Build(positions.copy(), atomic_numbers.copy(), cell.copy(), pbc.copy(), edge_index, cell_shifts)
             self.num_builds += 1
         else:
             check_structure(positions, cell, pbc)
-        build = self._build
-        if self.skin == 0:
-            return build.edge_index, build.cell_shifts
-        keep = edge_lengths(positions, cell, build.edge_index, build.cell_shifts) < self.cutoff
-        return build.edge_index[:, keep], build.cell_shifts[keep]
+        return self._build.edge_index, self._build.cell_shifts

@@ -28,7 +28,15 @@ from eqff.nn.spherical import (
     spherical_bessel_of_order,
     spherical_bessel_roots,
 )
-from eqff.nn.triplets import TripletIndexCache, reverse_edges, triplet_indices, triplet_slots, triplets
+from eqff.neighbours import edge_lengths, neighbour_list
+from eqff.nn.triplets import (
+    TripletIndexCache,
+    restrict_triplets,
+    reverse_edges,
+    triplet_indices,
+    triplet_slots,
+    triplets,
+)
 from eqff.testing import ModelTests, check_forces_match_finite_differences, evaluate
 
 CUTOFF = 4.0
@@ -357,3 +365,20 @@ def test_compiled_energy_forces_match_eager_ones(gemnet_model, molecule):
             results.append((out[keys.ENERGY].detach(), out[keys.FORCES].detach(), gradients))
         for eager, compiled in zip(*results):
             torch.testing.assert_close(compiled, eager, rtol=1e-9, atol=1e-9)
+
+
+def test_restricted_triplets_equal_those_built_on_the_kept_edges(periodic_atoms):
+    """The triplets of a Verlet list restricted to the pairs within the cutoff are, in the same
+    order, those built on the pairs within the cutoff."""
+    atoms = periodic_atoms.copy()
+    atoms.rattle(0.1, seed=2)
+    edge_index, cell_shifts = neighbour_list(atoms.positions, atoms.cell.array, atoms.pbc, CUTOFF + 1.0)
+    lengths = edge_lengths(atoms.positions, atoms.cell.array, edge_index, cell_shifts)
+    keep = torch.from_numpy(lengths < CUTOFF)
+    assert 0 < int(keep.sum()) < keep.numel()
+    edges, shifts = torch.from_numpy(edge_index), torch.from_numpy(cell_shifts)
+    input_edges, output_edges, _, _, reverse = triplet_indices(edges, len(atoms), shifts)
+    restricted = restrict_triplets(input_edges, output_edges, reverse, keep)
+    expected = triplet_indices(edges[:, keep], len(atoms), shifts[keep])
+    for got, want in zip(restricted, expected):
+        assert torch.equal(torch.as_tensor(got), torch.as_tensor(want))

@@ -6,12 +6,14 @@ import itertools
 import ase.build
 import numpy as np
 import pytest
+import torch
 from ase import units
 from ase.md.velocitydistribution import thermalize_momenta
 from ase.md.verlet import VelocityVerlet
 
 from eqff import EqffCalculator
 from eqff.errors import EqffInputError
+from eqff.models import build_model
 from eqff.neighbours import NeighbourListCache, edge_lengths, neighbour_list
 
 
@@ -186,15 +188,21 @@ class TestNeighbourListCache:
         return atoms.positions.copy(), atoms.numbers.copy(), atoms.cell.array.copy(), atoms.pbc.copy()
 
     def _call_and_compare(self, cache, positions, numbers, cell, pbc):
-        result = cache(positions, numbers, cell, pbc)
-        assert as_pair_set(*result) == as_pair_set(*neighbour_list(positions, cell, pbc, self.CUTOFF))
-        return result
+        """The cached list holds every pair within the cutoff, and nothing beyond cutoff + skin of the last build."""
+        edge_index, shifts = cache(positions, numbers, cell, pbc)
+        within = edge_lengths(positions, cell, edge_index, shifts) < self.CUTOFF
+        exact = as_pair_set(*neighbour_list(positions, cell, pbc, self.CUTOFF))
+        assert as_pair_set(edge_index[:, within], shifts[within]) == exact
+        built = cache._build.positions
+        assert as_pair_set(edge_index, shifts) == as_pair_set(*neighbour_list(built, cell, pbc, self.CUTOFF + cache.skin))
+        return edge_index, shifts
 
     def test_reuses_the_list_for_small_moves_and_stays_exact(self, system):
         positions, numbers, cell, pbc = system
         cache = NeighbourListCache(self.CUTOFF, self.SKIN)
-        self._call_and_compare(cache, positions, numbers, cell, pbc)
+        first = self._call_and_compare(cache, positions, numbers, cell, pbc)
         assert cache.num_builds == 1
+        assert all(a is b for a, b in zip(cache(positions + 0.01, numbers, cell, pbc), first))  # the same arrays
         rng = np.random.default_rng(0)
         for _ in range(5):
             direction = rng.normal(size=positions.shape)
@@ -255,19 +263,30 @@ class TestNeighbourListCache:
         assert cache.num_builds == 2
 
 
-def test_cached_calculator_matches_uncached_along_md(painn_model):
+GEMNET_TINY = {"cutoff": 4.0, "num_blocks": 1, "emb_size_atom": 8, "emb_size_edge": 8, "emb_size_trip": 4,
+               "emb_size_rbf": 4, "emb_size_cbf": 4, "emb_size_bil_trip": 4, "num_radial": 4, "num_spherical": 3}  # fmt: skip
+
+
+@pytest.mark.parametrize("architecture", ["painn", "gemnet-t"])
+def test_cached_calculator_matches_uncached_along_md(painn_model, architecture):
     """Velocity Verlet with skin 0.5 Å: every step's energy and forces equal those of a fresh list.
 
     A periodic 8-atom diamond cell at 1500 K with cutoff 4 Å: pairs cross the cutoff between
-    rebuilds (checked), so the per-call masking of the cached list is exercised.
+    rebuilds (checked), so the models' restriction of the Verlet list to the cutoff is
+    exercised. GemNet-T builds its triplets once per neighbour-list build, not once per step.
     """
     atoms = ase.build.bulk("C", "diamond", a=3.57, cubic=True)
     atoms.rattle(0.05, seed=0)
     thermalize_momenta(atoms, temperature_K=1500, rng=np.random.default_rng(0))
-    cached = EqffCalculator(copy.deepcopy(painn_model), dtype="float64", skin=0.5)
-    fresh = EqffCalculator(copy.deepcopy(painn_model), dtype="float64", skin=0.0)
+    if architecture == "painn":
+        model = painn_model
+    else:
+        torch.manual_seed(0)
+        model = build_model("gemnet-t", {"elements": [6], **GEMNET_TINY}).eval()
+    cached = EqffCalculator(copy.deepcopy(model), dtype="float64", skin=0.5)
+    fresh = EqffCalculator(copy.deepcopy(model), dtype="float64", skin=0.0)
     atoms.calc = cached
-    cutoff = painn_model.cutoff
+    cutoff = model.cutoff
     steps = {"n": 0, "pair_changes_without_rebuild": 0, "pairs": None, "builds": None}
 
     def compare():
@@ -291,3 +310,5 @@ def test_cached_calculator_matches_uncached_along_md(painn_model):
     assert fresh.potential.neighbours.num_builds == steps["n"]
     assert 2 <= builds < steps["n"] // 2, f"cached list built {builds} times in {steps['n']} steps"
     assert steps["pair_changes_without_rebuild"] > 0, "no pair crossed the cutoff between rebuilds: test too weak"
+    if architecture == "gemnet-t":
+        assert cached.potential.model.triplets.num_builds == builds

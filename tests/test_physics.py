@@ -24,6 +24,7 @@ from eqff.testing import (
     check_cutoff_smoothness,
     check_forces_match_finite_differences,
     check_fragment_additivity,
+    check_pairs_beyond_the_cutoff_change_nothing,
     check_permutation_equivariance,
     check_reflection_invariance,
     check_rotation_invariance,
@@ -219,6 +220,15 @@ class TestChecksCatchBrokenModels:
         broken = _Wrapped(painn_model, _cell_size_term)
         with pytest.raises(AssertionError, match="supercell"):
             check_supercell_consistency(broken, periodic_atoms, (2, 1, 1))
+
+    def test_pairs_beyond_the_cutoff(self, molecule, periodic_atoms):
+        """A model that reads every pair it is given (its own ``prepare_graph`` keeps them all, and
+        its hard cutoff does not zero them) changes its answer with a Verlet list's extra pairs."""
+        broken = SmoothPairModel([1, 6, 7, 8], PAINN_CUTOFF, smooth=False)
+        broken.prepare_graph = dict
+        for atoms in (molecule, periodic_atoms):
+            with pytest.raises(AssertionError, match="pairs up to"):
+                check_pairs_beyond_the_cutoff_change_nothing(broken, atoms)
 
     def test_nan_never_passes(self, painn_model, molecule):
         def nan(graph, out):

@@ -378,6 +378,8 @@ def test_compiled_training_steps_reach_the_weights_of_eager_ones(tiny_run, tmp_p
 class BranchesOnData(torch.nn.Module):
     """An energy model whose forward branches on a tensor's value: not one graph for torch.compile."""
 
+    cutoff = 5.0
+
     def forward(self, graph: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         squares = graph[keys.POSITIONS].square().sum(dim=1)  # (n,)
         atomic_energies = squares if squares.sum() > 1.0 else -squares
@@ -385,7 +387,7 @@ class BranchesOnData(torch.nn.Module):
 
 
 def test_a_model_that_cannot_be_compiled_is_named():
-    graph = {keys.POSITIONS: torch.ones(3, 3)}
+    graph = {keys.POSITIONS: torch.ones(3, 3), keys.EDGE_INDEX: torch.zeros(2, 0, dtype=torch.long)}
     with pytest.raises(ModelCompileError, match="cannot trace BranchesOnData"):
         compiled_energy_forces(BranchesOnData())(graph)
 

@@ -53,9 +53,9 @@ own defaults, the sizes of their training configs in ``training/`` (GemNet-T's i
 the published one, see :class:`eqff.models.gemnet.GemNetT`)."""
 
 TRIPLET_ARCHITECTURES = {"gemnet-t"}
-"""Architectures that build triplet indices in ``forward``: their rows also time that step alone
-(:func:`eqff.nn.triplets.triplet_indices` on the row's edge list, "trip ms"). The timed calls
-reuse the indices while the edge list does not change; a call whose edge list changed adds this."""
+"""Architectures that build triplet indices from the neighbour list: their rows also time that
+step alone (:func:`eqff.nn.triplets.triplet_indices` on the calculator's Verlet list, "trip ms"),
+which a call pays only when that list is rebuilt."""
 
 ELEMENTS = [1, 6, 7, 8]
 """Elements of the random-weight models: those of aspirin and water."""

@@ -13,10 +13,11 @@ energy.
 
 Conventions: eqff's edge e = (i, j) (centre i, neighbour j) is GemNet's edge j → i (source j,
 target i); sums over edges go to the centre (target) atom. The triplets are built from
-``edge_index`` and the cell shifts by :func:`eqff.nn.triplets.triplet_indices`, and reused
-while the edge list stays the same, as it does over most MD steps
-(:class:`eqff.nn.triplets.TripletIndexCache`): by :meth:`GemNetT.prepare_graph`, which
-``forward`` calls unless the graph already holds them. Their sizes depend on the data, so
+``edge_index`` and the cell shifts by :func:`eqff.nn.triplets.triplet_indices`, reused while
+the edge list stays the same, as a Verlet list does between its rebuilds
+(:class:`eqff.nn.triplets.TripletIndexCache`), and restricted at each call to the pairs within
+the cutoff: by :meth:`GemNetT.prepare_graph`, which ``forward`` calls unless the graph already
+holds them. Their sizes depend on the data, so
 :func:`eqff.nn.forces.compiled_energy_forces` calls it before the compiled forward.
 
 Faithful to the reference implementation except:
@@ -53,12 +54,12 @@ from torch import nn
 
 from eqff.data import keys
 from eqff.models.hyperparameters import constructor_arguments
-from eqff.nn.geometry import edge_vectors
+from eqff.nn.geometry import edge_vectors, within_cutoff
 from eqff.nn.radial import BesselBasis, PolynomialEnvelope
 from eqff.nn.scatter import scatter_sum
 from eqff.nn.species import PerElementScaleShift, SpeciesIndex, sum_per_frame
 from eqff.nn.spherical import SphericalBasis
-from eqff.nn.triplets import TripletIndexCache
+from eqff.nn.triplets import TripletIndexCache, restrict_triplets
 
 INV_SQRT_2 = 1.0 / math.sqrt(2.0)
 """Residual sums of two terms of unit variance are scaled by this to keep unit variance."""
@@ -407,20 +408,29 @@ class GemNetT(nn.Module):
         self.scale_shift = PerElementScaleShift(len(elements))
 
     def prepare_graph(self, graph: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """A copy of ``graph`` with its triplet indices (:func:`~eqff.nn.triplets.triplet_indices`,
-        cached) under the keys ``triplet_input_edges``, ``triplet_output_edges``,
-        ``triplet_slots``, ``triplet_width`` and ``reverse_edges`` (:mod:`eqff.data.keys`)."""
-        edge_index = graph[keys.EDGE_INDEX]
+        """A copy of ``graph`` with the pairs within the cutoff
+        (:func:`~eqff.nn.geometry.within_cutoff`) and their triplet indices under the keys
+        ``triplet_input_edges``, ``triplet_output_edges``, ``triplet_slots``, ``triplet_width``
+        and ``reverse_edges`` (:mod:`eqff.data.keys`).
+
+        The triplets are built on the whole edge list the graph came with, cached
+        (:class:`~eqff.nn.triplets.TripletIndexCache`), and restricted to the pairs within the
+        cutoff at each call (:func:`~eqff.nn.triplets.restrict_triplets`): with a Verlet list
+        they are built once per neighbour-list rebuild rather than whenever a pair crosses the
+        cutoff, which in a liquid is every MD step.
+        """
         cell_shifts: torch.Tensor | None = None
         if keys.CELL_SHIFTS in graph:
             cell_shifts = graph[keys.CELL_SHIFTS]
         num_atoms = graph[keys.ATOMIC_NUMBERS].shape[0]
-        input_edges, output_edges, slot, width, reverse = self.triplets(edge_index, num_atoms, cell_shifts)
-        prepared = graph.copy()
+        input_edges, output_edges, slot, width, reverse = self.triplets(graph[keys.EDGE_INDEX], num_atoms, cell_shifts)
+        prepared, keep = within_cutoff(graph, self.cutoff)
+        if not bool(keep.all()):
+            input_edges, output_edges, slot, width, reverse = restrict_triplets(input_edges, output_edges, reverse, keep)
         prepared[keys.TRIPLET_INPUT_EDGES] = input_edges
         prepared[keys.TRIPLET_OUTPUT_EDGES] = output_edges
         prepared[keys.TRIPLET_SLOTS] = slot
-        prepared[keys.TRIPLET_WIDTH] = edge_index.new_zeros(width)
+        prepared[keys.TRIPLET_WIDTH] = input_edges.new_zeros(width)
         prepared[keys.REVERSE_EDGES] = reverse
         return prepared
 

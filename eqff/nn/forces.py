@@ -15,6 +15,17 @@ from torch import nn
 
 from eqff.data import keys
 from eqff.errors import ModelCompileError
+from eqff.nn.geometry import within_cutoff
+
+
+def graph_for_model(model: nn.Module, graph: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A copy of ``graph`` as ``model`` reads it: only the pairs within the model's cutoff
+    (:func:`~eqff.nn.geometry.within_cutoff`; a Verlet list holds more), plus what a model with a
+    ``prepare_graph(graph) -> graph`` method derives from them (GemNet-T's triplets)."""
+    prepare_graph = getattr(model, "prepare_graph", None)
+    if prepare_graph is not None:
+        return prepare_graph(graph)
+    return within_cutoff(graph, model.cutoff)[0]
 
 
 def energy_forces_stress(
@@ -34,7 +45,7 @@ def energy_forces_stress(
     Returns:
         ``energy`` (B,), ``atomic_energies`` (n,), ``forces`` (n, 3) and, if asked, ``stress``.
     """
-    graph = dict(graph)
+    graph = graph_for_model(model, graph)
     with torch.enable_grad():
         positions = graph[keys.POSITIONS].detach().requires_grad_(True)
         inputs = [positions]
@@ -68,10 +79,10 @@ def compiled_energy_forces(model: nn.Module) -> Callable[[dict[str, torch.Tensor
     the model and its derivative as one graph and a loss on the forces back-propagates through
     the compiled graph's backward. (``torch.autograd.grad(create_graph=True)``, as in
     :func:`energy_forces_stress`, would need a double backward, which ``torch.compile`` does not
-    support.) Shapes are compiled dynamic, so batches of other sizes do not recompile. A model
-    with a ``prepare_graph(graph) -> graph`` method (GemNet-T) has it called eagerly on every
-    graph first: it adds the index tensors that the model derives from the edge list with
-    data-dependent sizes, which a compiled graph can take as inputs but not build.
+    support.) Shapes are compiled dynamic, so batches of other sizes do not recompile. Every
+    graph goes through :func:`graph_for_model` eagerly first: it drops pairs beyond the cutoff
+    and adds the index tensors that a model derives from the edge list (GemNet-T's triplets),
+    whose data-dependent sizes a compiled graph can take as inputs but not build.
 
     The first call compiles, which takes minutes; later calls are several times faster than
     eager ones for models of many small operations (SEGNN's tensor products). Under
@@ -96,11 +107,9 @@ def compiled_energy_forces(model: nn.Module) -> Callable[[dict[str, torch.Tensor
         return {keys.ENERGY: out[keys.ENERGY], keys.ATOMIC_ENERGIES: out[keys.ATOMIC_ENERGIES], keys.FORCES: -gradient}
 
     compiled = torch.compile(energy_and_forces, dynamic=True, fullgraph=True)
-    prepare_graph = getattr(model, "prepare_graph", None)
 
     def compiled_call(graph: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        if prepare_graph is not None:
-            graph = prepare_graph(graph)
+        graph = graph_for_model(model, graph)
         try:
             return compiled(graph[keys.POSITIONS], graph)
         except torch._dynamo.exc.Unsupported as error:

@@ -58,9 +58,9 @@ def _is_fully_periodic(atoms: Atoms) -> bool:
 
 
 def _evaluate_prepared(
-    model: nn.Module, atoms: Atoms, dtype: torch.dtype, compute_stress: bool = False
+    model: nn.Module, atoms: Atoms, dtype: torch.dtype, compute_stress: bool = False, skin: float = 0.0
 ) -> dict[str, torch.Tensor]:
-    graph = atoms_to_graph(atoms, model.cutoff, dtype)
+    graph = atoms_to_graph(atoms, model.cutoff + skin, dtype)
     out = energy_forces_stress(model, graph, compute_stress=compute_stress)
     result = {
         keys.ENERGY: out[keys.ENERGY].detach().double().reshape(()),  # ()
@@ -489,6 +489,26 @@ def check_cutoff_smoothness(
         raise AssertionError(f"{len(failures)} discontinuities at the cutoff r_c={cutoff} Å:\n" + "\n".join(failures))
 
 
+def check_pairs_beyond_the_cutoff_change_nothing(
+    model: nn.Module, atoms: Atoms, dtype: torch.dtype = torch.float64, skin: float = 1.0, atol: float | None = None
+) -> None:
+    """A neighbour list that also holds pairs up to ``cutoff + skin`` Å (a Verlet list, as eqff's
+    calculators and MD engines pass) gives the energy, forces and (periodic) stress of the exact list.
+
+    Raises ``ValueError`` if ``atoms`` has no pair in that shell, which would make the check vacuous.
+    """
+    prepared = _prepared(model, dtype)
+    cutoff = float(prepared.cutoff)
+    if atoms_to_graph(atoms, cutoff + skin, dtype)[keys.EDGE_INDEX].shape[1] == atoms_to_graph(atoms, cutoff, dtype)[
+        keys.EDGE_INDEX
+    ].shape[1]:
+        raise ValueError(f"no pair of the structure lies between {cutoff} and {cutoff + skin} Å")
+    stress = _is_fully_periodic(atoms)
+    exact = _evaluate_prepared(prepared, atoms, dtype, stress)
+    verlet = _evaluate_prepared(prepared, atoms, dtype, stress, skin=skin)
+    _compare_results(verlet, exact, dtype, atol, f"neighbour list with pairs up to {cutoff + skin} Å")
+
+
 def check_model_file_round_trip(model: nn.Module, structures: Sequence[Atoms], dtype: torch.dtype, folder: Path) -> None:
     """A model file written from ``model`` (cast to ``dtype``) loads as the same model, bit for bit.
 
@@ -582,3 +602,7 @@ class ModelTests:
 
     def test_cutoff_smoothness(self, model, dtype):
         check_cutoff_smoothness(model, dtype)
+
+    def test_pairs_beyond_the_cutoff_change_nothing(self, model, molecule, periodic_atoms, dtype):
+        for atoms in (molecule, periodic_atoms):
+            check_pairs_beyond_the_cutoff_change_nothing(model, atoms, dtype)
