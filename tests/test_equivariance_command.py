@@ -16,12 +16,18 @@ HAVE_ASPIRIN = (Path(DATA_ROOT) / "rmd17" / "splits" / "rmd17_aspirin_train_01.n
 
 @pytest.mark.skipif(not HAVE_ASPIRIN, reason="rMD17 aspirin not found (set EQFF_DATA)")
 def test_error_is_zero_without_a_grid_and_not_with_four_orientations(capsys):
-    assert main(["equivariance", "--orientations", "0", "4", "--rotations", "2", "--repeats", "1", "--data", DATA_ROOT]) == 0
+    argv = ["equivariance", "--orientations", "0", "4", "--rotations", "2", "--repeats", "1", "--nve-steps", "20",
+            "--data", DATA_ROOT]  # fmt: skip
+    assert main(argv) == 0
     rows = [line.split() for line in capsys.readouterr().out.splitlines() if line.startswith("random ")]
-    (n0, *errors0), (n4, *errors4) = [(int(row[1]), *map(float, row[2:6])) for row in rows]
+    (n0, *errors0), (n4, *errors4) = [(int(row[1]), *map(float, row[2:8])) for row in rows]
     assert (n0, n4) == (0, 4)
-    assert max(errors0[:3]) < 1e-8 and errors0[3] < 1e-12
-    assert min(errors4[:3]) > 1e-4 and errors4[3] > 1e-4
+    energy_and_forces0, torque0, angular_momentum0 = errors0[:4], errors0[4], errors0[5]
+    assert max(energy_and_forces0[:3]) < 1e-8 and energy_and_forces0[3] < 1e-12
+    assert torque0 < 1e-10 and angular_momentum0 < 1e-6
+    energy_and_forces4, torque4, angular_momentum4 = errors4[:4], errors4[4], errors4[5]
+    assert min(energy_and_forces4[:3]) > 1e-4 and energy_and_forces4[3] > 1e-4
+    assert torque4 > 1e-5 and angular_momentum4 > 1e3 * angular_momentum0
 
 
 @pytest.mark.skipif(not HAVE_ASPIRIN, reason="rMD17 data not found (set EQFF_DATA)")
@@ -30,7 +36,7 @@ def test_model_files_are_measured_with_their_own_grid(tmp_path, capsys):
     save_model(tmp_path / "ponita-n4.eqff", build_model("ponita", {"elements": [1, 6, 8], "num_orientations": 4}))
     save_model(tmp_path / "painn.eqff", build_model("painn", {"elements": [1, 6, 8]}))
     argv = ["equivariance", "--models", str(tmp_path / "ponita-n4.eqff"), "--system", "ethanol", "--rotations", "2",
-            "--repeats", "1", "--data", DATA_ROOT]  # fmt: skip
+            "--repeats", "1", "--nve-steps", "5", "--data", DATA_ROOT]  # fmt: skip
     assert main(argv) == 0
     output = capsys.readouterr().out
     assert "rMD17 ethanol (9 atoms)" in output

@@ -9,6 +9,10 @@ rotations Q (:func:`eqff.rotations.random_rotations`, seed 0) of the structure w
 - energy error: |E(Qx) − E(x)| in meV (mean and largest over the rotations);
 - force error: |F(Qx) − Q F(x)| per component in meV/Å (mean), and that mean divided by the mean
   |F| component (relative);
+- net torque: the largest |Σ (x_i − x̄) × F_i| in eV over the structure and its rotations (x̄ the
+  centroid; zero for exactly invariant energies);
+- angular-momentum drift: the largest |L| over a short float64 NVE run from 300 K velocities
+  without rotation (seed 0), divided by its length, in ħ/ps;
 
 and times an energy+forces call in float32 (ms, median), so that accuracy can be weighed
 against cost. N = 0 is PNITA, exactly invariant. With ``--models`` it measures trained PONITA
@@ -28,7 +32,11 @@ from eqff.data.md17 import MOLECULES
 from eqff.integrations.ase import EqffCalculator
 from eqff.model_file import load_model
 from eqff.models import build_model
+from eqff.md.simulation import run_nve
 from eqff.rotations import random_rotations
+
+NVE_TIMESTEP_FS = 0.5
+"""fs: the velocity-Verlet step of the angular-momentum drift."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,6 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="trained PONITA model files, measured instead of random-weight models (N from each file)")  # fmt: skip
     parser.add_argument("--system", default="aspirin", choices=MOLECULES,
                         help="rMD17 molecule (first train_01 frame) to rotate (default: %(default)s)")  # fmt: skip
+    parser.add_argument("--nve-steps", type=int, default=200,
+                        help=f"velocity-Verlet steps of {NVE_TIMESTEP_FS:g} fs for the angular-momentum drift (default: %(default)s)")  # fmt: skip
     parser.add_argument("--data", help="data folder holding rmd17/ (default: $EQFF_DATA)")
 
 
@@ -51,21 +61,39 @@ def energy_forces(calc: EqffCalculator, atoms: Atoms, positions: np.ndarray) -> 
     return moved.get_potential_energy(), moved.get_forces()
 
 
+def net_torque(positions: np.ndarray, forces: np.ndarray) -> float:
+    """|Σ (x_i − x̄) × F_i| in eV of forces (n, 3) eV/Å at positions (n, 3) Å, about their centroid x̄."""
+    return float(np.linalg.norm(np.cross(positions - positions.mean(0), forces).sum(0)))
+
+
 def equivariance_errors(model: torch.nn.Module, atoms: Atoms, rotations: np.ndarray) -> dict[str, float]:
-    """Energy and force errors of ``model`` (float64) under ``rotations`` (R, 3, 3) of ``atoms``: see the module doc."""
+    """Energy and force errors and the net torque of ``model`` (float64) under ``rotations`` (R, 3, 3)
+    of ``atoms``: see the module doc."""
     calc = EqffCalculator(model, dtype="float64")
     energy, forces = energy_forces(calc, atoms, atoms.positions)
-    energy_errors, force_errors = [], []
+    energy_errors, force_errors, torques = [], [], [net_torque(atoms.positions, forces)]
     for rotation in rotations:
-        rotated_energy, rotated_forces = energy_forces(calc, atoms, atoms.positions @ rotation.T)
+        rotated_positions = atoms.positions @ rotation.T
+        rotated_energy, rotated_forces = energy_forces(calc, atoms, rotated_positions)
         energy_errors.append(abs(rotated_energy - energy))
         force_errors.append(np.abs(rotated_forces - forces @ rotation.T).mean())
+        torques.append(net_torque(rotated_positions, rotated_forces))
     return {
         "energy_mean_meV": 1e3 * float(np.mean(energy_errors)),
         "energy_max_meV": 1e3 * float(np.max(energy_errors)),
         "forces_mean_meV_per_A": 1e3 * float(np.mean(force_errors)),
         "forces_relative": float(np.mean(force_errors) / np.abs(forces).mean()),
+        "torque_eV": max(torques),
     }
+
+
+def angular_momentum_drift(model: torch.nn.Module, atoms: Atoms, steps: int) -> float:
+    """ħ/ps: the largest |L| over ``steps`` float64 velocity-Verlet steps of :data:`NVE_TIMESTEP_FS`
+    from 300 K velocities without rotation (seed 0), divided by the run's length."""
+    moving = atoms.copy()
+    moving.calc = EqffCalculator(model, dtype="float64")
+    samples = run_nve(moving, steps, NVE_TIMESTEP_FS, interval=1, temperature=300.0, seed=0, description="NVE").samples
+    return float(samples["angular_momentum_hbar"].max() / samples["time_ps"][-1])
 
 
 def ponita(num_orientations: int) -> torch.nn.Module:
@@ -96,13 +124,17 @@ def run(args: argparse.Namespace) -> int:
     print(f"PONITA {weights}, rMD17 {args.system} ({len(atoms)} atoms); errors in "
           f"float64 over {args.rotations} random rotations Q; ms per call in float32, median of {args.repeats}, "
           f"{torch.get_num_threads()} threads")  # fmt: skip
+    print(f"net torque: largest over the structure and its rotations; |L|: over {args.nve_steps} NVE steps of "
+          f"{NVE_TIMESTEP_FS:g} fs in float64 from 300 K without rotation")
     header = (f"{'model':<32} {'N':>4} {'|ΔE| mean meV':>14} {'|ΔE| max meV':>13} {'|ΔF| meV/Å':>11} "
-              f"{'|ΔF| / |F|':>11} {'ms/call':>8}")  # fmt: skip
+              f"{'|ΔF| / |F|':>11} {'torque eV':>10} {'|L| ħ/ps':>9} {'ms/call':>8}")  # fmt: skip
     print(header)
     print("-" * len(header))
     for label, num_orientations, model in models:
         errors = equivariance_errors(model, atoms, rotations)
+        drift = angular_momentum_drift(model, atoms, args.nve_steps)
         ms = time_calls(atoms, EqffCalculator(model, dtype="float32"), args.repeats)["total_ms"]
         print(f"{label:<32} {num_orientations:>4} {errors['energy_mean_meV']:>14.4f} {errors['energy_max_meV']:>13.4f} "
-              f"{errors['forces_mean_meV_per_A']:>11.4f} {errors['forces_relative']:>11.2e} {ms:>8.2f}", flush=True)
+              f"{errors['forces_mean_meV_per_A']:>11.4f} {errors['forces_relative']:>11.2e} {errors['torque_eV']:>10.2e} "
+              f"{drift:>9.3g} {ms:>8.2f}", flush=True)
     return 0
