@@ -10,11 +10,12 @@ import argparse
 import functools
 import importlib
 import sys
+import warnings
 from collections.abc import Callable
 from typing import ParamSpec
 
 from eqff import __version__
-from eqff.errors import EqffError
+from eqff.errors import EqffError, OutOfDomainWarning
 
 P = ParamSpec("P")
 
@@ -60,16 +61,29 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 def reports_bad_input(function: Callable[P, int]) -> Callable[P, int]:
     """``function`` with bad input (an :class:`EqffError`) ended by one ``error: ...`` line
-    (a ``SystemExit`` with status 1) instead of a traceback: for ``eqff`` and the example scripts."""
+    (a ``SystemExit`` with status 1) instead of a traceback, and eqff's warnings about the input
+    (:class:`~eqff.domain.OutOfDomainWarning`) printed as one ``warning: ...`` line on stderr:
+    for ``eqff`` and the example scripts."""
 
     @functools.wraps(function)
     def reporting(*args: P.args, **kwargs: P.kwargs) -> int:
         try:
-            return function(*args, **kwargs)
+            with warnings.catch_warnings():
+                warnings.showwarning = _show_input_warning
+                return function(*args, **kwargs)
         except EqffError as error:
             raise SystemExit(f"error: {error}") from None
 
     return reporting
+
+
+def _show_input_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """``warnings.showwarning`` of eqff's commands: eqff's input warnings as ``warning: ...`` lines,
+    any other warning as Python shows it."""
+    if issubclass(category, OutOfDomainWarning):
+        print(f"warning: {message}", file=sys.stderr, flush=True)
+    else:
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
 
 
 @reports_bad_input

@@ -37,3 +37,7 @@ class ModelFileError(EqffError):
 
 class ModelCompileError(RuntimeError):
     """``torch.compile`` cannot turn a model's energy and forces into one graph."""
+
+
+class OutOfDomainWarning(UserWarning):
+    """A structure's composition never occurred in the model's training frames (:mod:`eqff.domain`)."""

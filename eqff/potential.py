@@ -16,6 +16,7 @@ from torch import nn
 
 from eqff.data import keys
 from eqff.data.graph import structure_to_graph
+from eqff.domain import DomainCheck
 from eqff.errors import EqffInputError, UnknownElementError, element_names
 from eqff.model_file import load_model
 from eqff.neighbours import NeighbourListCache
@@ -53,6 +54,9 @@ class Timings:
 class Potential:
     """A model ready to evaluate structures.
 
+    A structure whose composition is not among those the model file was trained on gets one
+    :class:`~eqff.errors.OutOfDomainWarning` per composition (:mod:`eqff.domain`).
+
     Args:
         model: a model file path, the name of a shipped potential, or an eqff model (copied,
             so the caller's model keeps its dtype, device and mode).
@@ -87,6 +91,7 @@ class Potential:
             self.metadata = content["metadata"]
         self.model = model.to(device=self.device, dtype=self.dtype).eval()
         self.elements = set(self.model.elements)
+        self.check_domain = DomainCheck(self.metadata.get("training_domain"))
         self.neighbours = NeighbourListCache(self.model.cutoff, skin)
         self.timings = Timings()
 
@@ -113,6 +118,7 @@ class Potential:
                 f"need atomic numbers (n,) and positions (n, 3), got {atomic_numbers.shape} and {np.shape(positions)}"
             )
         self.check_elements(atomic_numbers)
+        self.check_domain(atomic_numbers)
         if compute_stress and not np.all(pbc):
             raise EqffInputError("stress is defined only for structures periodic in all three directions")
         start = _now(self.device)

@@ -68,6 +68,7 @@ def predict(
     frames = [structure if isinstance(structure, Frame) else Frame.from_atoms(structure) for structure in structures]
     for frame in frames:
         potential.check_elements(frame.atomic_numbers)
+        potential.check_domain(frame.atomic_numbers)
     predictions: list[Prediction | None] = [None] * len(frames)
     for periodic in (False, True):
         indices = [i for i, frame in enumerate(frames) if bool(frame.pbc.all()) == periodic]

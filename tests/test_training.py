@@ -229,6 +229,7 @@ def test_tiny_run_lowers_the_loss_and_writes_its_folder(tiny_run):
     assert result.model_path == run_dir / "tiny.eqff"
     metadata = read_model_file(result.model_path)["metadata"]
     assert metadata["split_file"] == "split.json" and metadata["config"]["name"] == "tiny"
+    assert metadata["training_domain"] == {"compositions": {"C2H6O": 20}, "elements": {"C": 40, "H": 120, "O": 20}}
     assert metadata["example_structure"]["atomic_numbers"] == [6, 6, 8, 1, 1, 1, 1, 1, 1]  # rMD17 ethanol order
     example = metadata["example_structure"]
     atoms = Atoms(numbers=example["atomic_numbers"], positions=example["positions"])

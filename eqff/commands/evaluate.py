@@ -9,6 +9,7 @@ from pydantic import ValidationError
 from eqff.data.frames import Frame
 from eqff.data.md17 import MOLECULES
 from eqff.data.units import CODATA_RELEASE, KCAL_PER_MOL
+from eqff.domain import DomainCheck
 from eqff.errors import DataFileError
 from eqff.model_file import load_model
 from eqff.potential import DTYPES, resolve_device
@@ -96,8 +97,11 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     model, content = load_model(args.model, DTYPES[args.dtype] if args.dtype else None)
     groups = [(label, frames[: args.max_frames], description) for label, frames, description in select_frames(args)]
+    check_domain = DomainCheck(content["metadata"].get("training_domain"))
     for _, frames, description in groups:
         require_labels(frames, description)
+        for frame in frames:
+            check_domain(frame.atomic_numbers)
     print(f"eqff evaluate: model {args.model} on {'; '.join(description for _, _, description in groups)}, "
           f"{sum(len(frames) for _, frames, _ in groups)} frames, "
           f"{content['dtype'] if args.dtype is None else args.dtype} on {device}", flush=True)

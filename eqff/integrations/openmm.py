@@ -139,8 +139,8 @@ class EqffPotentialImpl(MLPotentialImpl):
 
         if precision is not None and precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {sorted(PRECISIONS)} or None, got {precision!r}")
-        model, content = load_model(self.modelPath or DEFAULT_POTENTIAL)
-        dtype = content["dtype"] if precision is None else PRECISIONS[precision]
+        model = self.modelPath or DEFAULT_POTENTIAL
+        dtype = load_model(model)[1]["dtype"] if precision is None else PRECISIONS[precision]
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         return Potential(model, device=device, dtype=dtype, threads=threads)
 

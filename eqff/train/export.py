@@ -10,6 +10,7 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from eqff.data.frames import Frame
+from eqff.domain import training_domain
 from eqff.model_file import MODEL_FILE_SUFFIX, save_model
 from eqff.train.checkpoint import BEST_CHECKPOINT, checkpoint_model_weights
 from eqff.train.config import RunConfig
@@ -67,6 +68,7 @@ def export_best_model(
         "epochs": trainer.current_epoch,
         "best_epoch": int(checkpoint["epoch"]) + 1,  # counted from 1
         "validation_forces_mae_meV_per_A": best_mae,
+        "training_domain": training_domain(frame.atomic_numbers for frame in train),
         "example_structure": {
             "atomic_numbers": example.atomic_numbers.tolist(),
             "positions": example.positions.tolist(),
