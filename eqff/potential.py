@@ -14,13 +14,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from eqff.compilation import EnergyForcesFunction
 from eqff.data import keys
 from eqff.data.graph import structure_to_graph
 from eqff.domain import DomainCheck
 from eqff.errors import EqffInputError, UnknownElementError, element_names
 from eqff.model_file import load_model
 from eqff.neighbours import NeighbourListCache
-from eqff.nn.forces import energy_forces_stress
 from eqff.threads import call_threads, torch_threads
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -66,6 +66,9 @@ class Potential:
         threads: torch CPU threads per call; ``None``: one thread for structures under
             :data:`~eqff.threads.MULTI_THREAD_MIN_ATOMS` atoms unless the user set a number
             (see :mod:`eqff.threads`), torch's setting otherwise.
+        compile: ``None``: compile the energy-and-forces function once eager calls have taken
+            about what compiling costs (:mod:`eqff.compilation`); ``True``: at the first call;
+            ``False``: never.
     """
 
     def __init__(
@@ -75,6 +78,7 @@ class Potential:
         dtype: str = "float32",
         skin: float = DEFAULT_SKIN,
         threads: int | None = None,
+        compile: bool | None = None,
     ) -> None:
         if threads is not None and threads < 1:
             raise EqffInputError(f"threads must be at least 1, got {threads}")
@@ -93,6 +97,7 @@ class Potential:
         self.elements = set(self.model.elements)
         self.check_domain = DomainCheck(self.metadata.get("training_domain"))
         self.neighbours = NeighbourListCache(self.model.cutoff, skin)
+        self.energy_forces = EnergyForcesFunction(self.model, compile)
         self.timings = Timings()
 
     def check_elements(self, atomic_numbers: np.ndarray) -> None:
@@ -126,7 +131,7 @@ class Potential:
         built = _now(self.device)
         graph = structure_to_graph(atomic_numbers, positions, cell, pbc, edge_index, cell_shifts, self.dtype, self.device)
         with torch_threads(call_threads(len(atomic_numbers), self.threads)):
-            out = energy_forces_stress(self.model, graph, compute_stress)
+            out = self.energy_forces(graph, compute_stress)
         result = {
             keys.ENERGY: out[keys.ENERGY].detach().double().sum().item(),
             keys.FORCES: out[keys.FORCES].detach().double().cpu().numpy(),

@@ -12,6 +12,7 @@ import pytest
 import torch
 from ase import Atoms
 
+import eqff.compilation
 from eqff.models import PaiNN
 
 ELEMENTS = [1, 6, 7, 8]
@@ -33,6 +34,13 @@ def _single_intra_op_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def _no_compilation_unless_asked(monkeypatch):
+    """Potentials compile only where a test asks (``compile=True``, or a threshold it sets):
+    a long test run must not stop for a minute to compile (:mod:`eqff.compilation`)."""
+    monkeypatch.setattr(eqff.compilation, "COMPILE_SECONDS", {})
 
 
 def _make_painn(seed: int = 0, cutoff: float = CUTOFF, elements: list[int] = ELEMENTS) -> PaiNN:

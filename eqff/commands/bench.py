@@ -94,6 +94,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--motion", choices=sorted(MOTIONS), default="rattle",
         help="; ".join(f"{name}: {text}" for name, text in MOTIONS.items()),
     )  # fmt: skip
+    parser.add_argument(
+        "--compile", action="store_true",
+        help="time compiled calls, as the calculator makes them once a run has spent a minute in eager calls "
+        "(eqff.compilation); the first warm-up call compiles and is not timed",
+    )  # fmt: skip
     parser.add_argument("--threads", type=int, nargs="+",
                         help="torch CPU threads per call, a row for each (default: the calculator's own choice)")
     parser.add_argument("--data", metavar="FOLDER", help="data folder holding rmd17/ (default: $EQFF_DATA)")
@@ -128,13 +133,17 @@ def time_calls(atoms: Atoms, calc: EqffCalculator, repeats: int, frames: np.ndar
     the means are returned, so that the steps that rebuild the neighbour list (and, for GemNet-T,
     the triplets) count as often as they occur in MD; ``neighbour_builds`` and, where the model
     caches triplets, ``triplet_builds`` count the rebuilds during the timed calls.
+    ``first_call_s`` is the first warm-up call's time (with ``compile=True``, the compilation).
     """
     atoms = atoms.copy()
     atoms.calc = calc
     rng = np.random.default_rng(0)
     totals, neighbours, models = [], [], []
     triplets = getattr(calc.potential.model, "triplets", None)
+    first_call_start = time.perf_counter()
     for call in range(3 + repeats):
+        if call == 1:
+            first_call_seconds = time.perf_counter() - first_call_start
         if call == 3:
             neighbour_builds = calc.potential.neighbours.num_builds
             triplet_builds = triplets.num_builds if triplets is not None else 0
@@ -150,6 +159,7 @@ def time_calls(atoms: Atoms, calc: EqffCalculator, repeats: int, frames: np.ndar
             models.append(calc.potential.timings.model)
     average = np.median if frames is None else np.mean
     row = {
+        "first_call_s": first_call_seconds,
         "total_ms": 1e3 * float(average(totals)),
         "neighbour_ms": 1e3 * float(average(neighbours)),
         "model_ms": 1e3 * float(average(models)),
@@ -188,10 +198,12 @@ def time_row(
     repeats: int,
     threads: int | None = None,
     motion: str = "rattle",
+    compile: bool = False,
 ) -> dict:
     """:func:`time_calls` for one model (a file, a shipped name or an architecture), system, device,
     dtype, thread count (``None``: the calculator's default, :mod:`eqff.threads`) and motion
-    (:data:`MOTIONS`), plus the number of pairs and the threads the calls ran on.
+    (:data:`MOTIONS`), eager or compiled from the first warm-up call on (``compile``), plus the
+    number of pairs and the threads the calls ran on.
 
     Run in a fresh process per row, so that rows do not inherit each other's heap, and a row
     that runs out of memory ends only its own process.
@@ -199,7 +211,7 @@ def time_row(
     atoms = benchmark_system(name, data_root)
     retain_freed_memory()  # a fresh process of eqff's own: see eqff.allocator
     network = reference_model(model) if model in ARCHITECTURES else model
-    calc = EqffCalculator(network, device=device, dtype=dtype, threads=threads)
+    calc = EqffCalculator(network, device=device, dtype=dtype, threads=threads, compile=compile)
     frames = water_trajectory(atoms, 3 + repeats) if motion == "md" else None
     row = time_calls(atoms, calc, repeats, frames)
     row["threads"] = call_threads(len(atoms), threads) or torch.get_num_threads()
@@ -250,11 +262,13 @@ def run(args: argparse.Namespace) -> int:
     print(f"host: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}; "
           f"{args.repeats} calls after 3 warm-up calls ({max(3, args.repeats // 4)} for systems above 5,000 atoms), "
           "each row in a fresh process")
-    print(f"motion: {args.motion}: {MOTIONS[args.motion]}")
+    print(f"motion: {args.motion}: {MOTIONS[args.motion]}; calls {'compiled' if args.compile else 'eager'}")
     header = (f"{'model':<14} {'system':<12} {'atoms':>6} {'pairs':>8} {'device':<6} {'dtype':<8} {'threads':>7} "
               f"{'ms/call':>9} {'nbr ms':>8} {'model ms':>9} {'µs/atom':>8} {'trip ms':>8}")
     if args.motion == "md":
         header += f" {'rebuilds':>9}"
+    if args.compile:
+        header += f" {'compile s':>9}"
     print(header)
     print("-" * len(header))
     for model in models:
@@ -263,7 +277,7 @@ def run(args: argparse.Namespace) -> int:
             repeats = args.repeats if num_atoms < 5000 else max(3, args.repeats // 4)
             for device, dtype, threads in itertools.product(devices, args.dtypes, args.threads or [None]):
                 row = run_in_fresh_process(
-                    time_row, model, name, args.data, device, dtype, repeats, threads, args.motion
+                    time_row, model, name, args.data, device, dtype, repeats, threads, args.motion, args.compile
                 )
                 start = f"{Path(model).stem:<14} {name:<12} {num_atoms:>6}"
                 if row is None:
@@ -272,7 +286,8 @@ def run(args: argparse.Namespace) -> int:
                     continue
                 print(f"{start} {row['pairs']:>8} {device:<6} {dtype:<8} {row['threads']:>7} {row['total_ms']:>9.2f} "
                       f"{row['neighbour_ms']:>8.2f} {row['model_ms']:>9.2f} "
-                      f"{1e3 * row['total_ms'] / num_atoms:>8.1f} {triplet_cell(row):>8}{rebuilds_cell(row)}", flush=True)
+                      f"{1e3 * row['total_ms'] / num_atoms:>8.1f} {triplet_cell(row):>8}{rebuilds_cell(row)}"
+                      + (f" {row['first_call_s']:>9.1f}" if args.compile else ""), flush=True)
     if args.openmm:
         compare_openmm(args, devices)
     if args.training_step:

@@ -2,7 +2,8 @@
 
 For each model (default: every shipped potential), trained on rMD17: the test errors that
 ``eqff evaluate`` prints for its molecule's ``test_0N``; ms per energy+forces call on aspirin and
-on a 1,029-atom water box (``eqff bench`` rows, float32, each in a fresh process); an NVE run
+on a 1,029-atom water box (``eqff bench`` rows, float32, each in a fresh process, compiled for the
+architectures the calculator compiles in runs longer than a few minutes); an NVE run
 (float64) and an NVT run at 500 K (float32) of its molecule (see :mod:`eqff.report.measurements`). With
 ``--peers``, MACE and SchNetPack's PaiNN at random weights are timed on the same systems in their
 own virtual environment, in turn with eqff's models, so the speed ratios are measured here.
@@ -22,8 +23,9 @@ import numpy as np
 import torch
 
 from eqff.allocator import retain_freed_memory
+from eqff.compilation import COMPILE_SECONDS
 from eqff.commands.bench import run_in_fresh_process, time_row
-from eqff.model_file import shipped_potentials
+from eqff.model_file import load_model, shipped_potentials
 from eqff.report.measurements import (
     NVE_DTYPE, NVT_DTYPE, TIMESTEP, NVEResult, NVTResult, errors_on_test_set, nve_drift, nvt_stability, rotation_error,
     training_data,
@@ -59,13 +61,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def measure_speeds(args: argparse.Namespace, models: list[str], peers: tuple[str, ...]) -> dict[str, dict[str, float]]:
-    """ms per call, ``speeds[name][system]``: median over ``--rounds`` measurements taken in turn."""
+    """ms per call, ``speeds[name][system]``: median over ``--rounds`` measurements taken in turn.
+
+    eqff's calls are timed as the calculator makes them in a run longer than its compile time:
+    compiled for the architectures it compiles (:data:`eqff.compilation.COMPILE_SECONDS`).
+    """
+    compiled = {model: load_model(model)[1]["architecture"] in COMPILE_SECONDS for model in models}
     samples: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for round_ in range(1, args.rounds + 1):
         for system in args.systems:
             atoms = benchmark_system(system, args.data)
             for model in models:
-                row = run_in_fresh_process(time_row, model, system, args.data, "cpu", SPEED_DTYPE, args.repeats)
+                row = run_in_fresh_process(
+                    time_row, model, system, args.data, "cpu", SPEED_DTYPE, args.repeats, None, "rattle", compiled[model]
+                )
                 ms = np.nan if row is None else row["total_ms"]
                 samples[model][system].append(ms)
                 print(f"  round {round_}: {model:<24} {system:<11} {ms:9.2f} ms", flush=True)

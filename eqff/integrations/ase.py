@@ -23,6 +23,9 @@ class EqffCalculator(Calculator):
             skin/2, or numbers, cell or pbc changed.
         threads: torch CPU threads per call; default: one for molecules, torch's setting for
             large systems or when the user set one (:mod:`eqff.threads`).
+        compile: default: compiled once eager calls have taken about what compiling costs
+            (a minute; :mod:`eqff.compilation`), so that long runs go faster and short ones
+            never wait; ``True``: from the first call; ``False``: never.
 
     Results are in ASE units: energy and free_energy in eV, forces in eV/Å, and, for
     structures periodic in all three directions, stress in eV/Å³ (Voigt order); asking for the
@@ -40,9 +43,10 @@ class EqffCalculator(Calculator):
         dtype: str = "float32",
         skin: float = DEFAULT_SKIN,
         threads: int | None = None,
+        compile: bool | None = None,
     ) -> None:
         super().__init__()
-        self.potential = Potential(model, device=device, dtype=dtype, skin=skin, threads=threads)
+        self.potential = Potential(model, device=device, dtype=dtype, skin=skin, threads=threads, compile=compile)
 
     def calculate(
         self, atoms: Atoms | None = None, properties: list[str] | None = None, system_changes: list[str] = all_changes

@@ -1,0 +1,82 @@
+"""Compiled energy and forces in a Potential: the eager answers, compiled when asked or once eager
+calls have taken what compiling costs, and a model that cannot compile stays eager with a warning."""
+
+import numpy as np
+import pytest
+import torch
+from ase.build import molecule
+
+import eqff.compilation
+from eqff.compilation import COMPILE_SECONDS, EnergyForcesFunction
+from eqff.data import keys
+from eqff.data.graph import atoms_to_graph
+from eqff.models import build_model
+from eqff.potential import Potential
+
+TINY = {
+    "painn": {"num_features": 16, "num_interactions": 2, "num_radial": 8},
+    "gemnet-t": {"num_blocks": 1, "emb_size_atom": 8, "emb_size_edge": 8, "emb_size_trip": 4, "emb_size_rbf": 4,
+                 "emb_size_cbf": 4, "emb_size_bil_trip": 4, "num_radial": 4, "num_spherical": 3},
+    "segnn": {"num_features": 16, "num_layers": 1, "num_radial": 4},
+    "ponita": {"num_layers": 2, "num_features": 16, "num_orientations": 8, "num_radial": 8, "basis_dim": 16},
+}  # fmt: skip
+
+
+def ethanol_call(potential: Potential) -> dict[str, np.ndarray]:
+    ethanol = molecule("CH3CH2OH")
+    return potential(ethanol.numbers, ethanol.positions, ethanol.cell.array, ethanol.pbc, compute_stress=False)
+
+
+@pytest.mark.parametrize("architecture", sorted(TINY))
+def test_compiled_calls_give_the_eager_answers(architecture):
+    torch.manual_seed(0)
+    model = build_model(architecture, {"elements": [1, 6, 8], **TINY[architecture]})
+    eager = ethanol_call(Potential(model, dtype="float64", compile=False))
+    potential = Potential(model, dtype="float64", compile=True)
+    compiled = ethanol_call(potential)
+    assert potential.energy_forces.compiled is not None, "the model did not compile"
+    assert compiled[keys.ENERGY] == pytest.approx(eager[keys.ENERGY], rel=1e-12, abs=1e-9)
+    np.testing.assert_allclose(compiled[keys.FORCES], eager[keys.FORCES], rtol=0, atol=1e-9)
+
+
+def test_default_compiles_once_eager_calls_have_taken_the_architectures_compile_time(painn_model, monkeypatch, capsys):
+    monkeypatch.setattr(eqff.compilation, "COMPILE_SECONDS", {"painn": 3600.0})
+    potential = Potential(painn_model, dtype="float64")
+    assert potential.energy_forces.compile_after_seconds == 3600.0
+    first = ethanol_call(potential)
+    assert potential.energy_forces.compiled is None and potential.energy_forces.eager_seconds > 0
+    potential.energy_forces.compile_after_seconds = potential.energy_forces.eager_seconds
+    second = ethanol_call(potential)
+    assert potential.energy_forces.compiled is not None
+    assert "eqff: compiling PaiNN's energy and forces (after 0 s of eager calls)" in capsys.readouterr().err
+    np.testing.assert_allclose(second[keys.FORCES], first[keys.FORCES], rtol=0, atol=1e-9)
+
+
+def test_architectures_that_do_not_gain_are_not_compiled_by_default():
+    assert set(COMPILE_SECONDS) == {"painn", "gemnet-t", "segnn"}  # not PONITA, see the module
+
+
+def test_stress_is_computed_eagerly(painn_model, periodic_atoms):
+    function = EnergyForcesFunction(painn_model.double().eval(), compile=True)
+    out = function(atoms_to_graph(periodic_atoms, painn_model.cutoff, torch.float64), compute_stress=True)
+    assert keys.STRESS in out and function.compiled is None
+
+
+class BranchesOnData(torch.nn.Module):
+    """An energy model whose forward branches on a tensor's value: not one graph for torch.compile."""
+
+    cutoff = 5.0
+
+    def forward(self, graph: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        squares = graph[keys.POSITIONS].square().sum(dim=1)  # (n,)
+        atomic_energies = squares if squares.sum() > 1.0 else -squares
+        return {keys.ENERGY: atomic_energies.sum().reshape(1), keys.ATOMIC_ENERGIES: atomic_energies}
+
+
+def test_a_model_that_cannot_compile_is_named_and_stays_eager(molecule):
+    function = EnergyForcesFunction(BranchesOnData(), compile=True)
+    graph = atoms_to_graph(molecule, 5.0, torch.float64)
+    with pytest.warns(RuntimeWarning, match="cannot trace BranchesOnData.*eqff goes on without compiling"):
+        out = function(graph, compute_stress=False)
+    assert function.compiled is None and function.compile is False
+    torch.testing.assert_close(out[keys.FORCES], -2 * graph[keys.POSITIONS])
