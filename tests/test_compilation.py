@@ -10,7 +10,9 @@ import eqff.compilation
 from eqff.compilation import COMPILE_SECONDS, EnergyForcesFunction
 from eqff.data import keys
 from eqff.data.graph import atoms_to_graph
+from eqff.errors import ModelCompileError
 from eqff.models import build_model
+from eqff.nn.forces import compiled_energy_forces
 from eqff.potential import Potential
 
 TINY = {
@@ -71,6 +73,12 @@ class BranchesOnData(torch.nn.Module):
         squares = graph[keys.POSITIONS].square().sum(dim=1)  # (n,)
         atomic_energies = squares if squares.sum() > 1.0 else -squares
         return {keys.ENERGY: atomic_energies.sum().reshape(1), keys.ATOMIC_ENERGIES: atomic_energies}
+
+
+def test_compiling_a_model_that_branches_on_data_names_it():
+    graph = {keys.POSITIONS: torch.ones(3, 3), keys.EDGE_INDEX: torch.zeros(2, 0, dtype=torch.long)}
+    with pytest.raises(ModelCompileError, match="cannot trace BranchesOnData"):
+        compiled_energy_forces(BranchesOnData())(graph)
 
 
 def test_a_model_that_cannot_compile_is_named_and_stays_eager(molecule):

@@ -27,10 +27,10 @@ from eqff.data import keys
 from eqff.data.graph import atoms_to_graph, collate
 from eqff.data.frames import Frame
 from eqff.data.units import KCAL_PER_MOL
-from eqff.errors import DataFileError, ModelCompileError, ModelFileError, UnknownElementError
+from eqff.errors import DataFileError, ModelFileError, UnknownElementError
 from eqff.model_file import read_model_file, save_model
 from eqff.models import PaiNN
-from eqff.nn.forces import compiled_energy_forces, energy_forces_stress
+from eqff.nn.forces import energy_forces_stress
 from eqff.rotations import random_rotations
 from eqff.train.augment import rotate_frames
 from eqff.train.checkpoint import AtomicCheckpointIO
@@ -374,23 +374,6 @@ def test_compiled_training_steps_reach_the_weights_of_eager_ones(tiny_run, tmp_p
     assert read_metrics(tmp_path / "compiled", MONITOR) == pytest.approx(
         read_metrics(eager_result.run_dir, MONITOR), rel=1e-4
     )
-
-
-class BranchesOnData(torch.nn.Module):
-    """An energy model whose forward branches on a tensor's value: not one graph for torch.compile."""
-
-    cutoff = 5.0
-
-    def forward(self, graph: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        squares = graph[keys.POSITIONS].square().sum(dim=1)  # (n,)
-        atomic_energies = squares if squares.sum() > 1.0 else -squares
-        return {keys.ENERGY: atomic_energies.sum().reshape(1), keys.ATOMIC_ENERGIES: atomic_energies}
-
-
-def test_a_model_that_cannot_be_compiled_is_named():
-    graph = {keys.POSITIONS: torch.ones(3, 3), keys.EDGE_INDEX: torch.zeros(2, 0, dtype=torch.long)}
-    with pytest.raises(ModelCompileError, match="cannot trace BranchesOnData"):
-        compiled_energy_forces(BranchesOnData())(graph)
 
 
 def test_resume_keeps_the_configs_early_stopping_patience():
