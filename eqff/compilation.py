@@ -65,7 +65,9 @@ class EnergyForcesFunction:
     def __call__(self, graph: dict[str, torch.Tensor], compute_stress: bool) -> dict[str, torch.Tensor]:
         """``energy`` (B,), ``atomic_energies`` (n,), ``forces`` (n, 3) and, if asked, ``stress`` (B, 3, 3)."""
         if not compute_stress and self.compiled is None and self._time_to_compile():
-            self._compile(graph)
+            out = self._compile(graph)
+            if out is not None:
+                return out
         if compute_stress or self.compiled is None:
             start = time.perf_counter()
             out = energy_forces_stress(self.model, graph, compute_stress)
@@ -78,8 +80,9 @@ class EnergyForcesFunction:
             return self.eager_seconds >= self.compile_after_seconds
         return self.compile
 
-    def _compile(self, graph: dict[str, torch.Tensor]) -> None:
-        """Compile and make the first compiled call, saying so on stderr; on failure, warn and stay eager."""
+    def _compile(self, graph: dict[str, torch.Tensor]) -> dict[str, torch.Tensor] | None:
+        """Compile and return the first compiled call's result, saying so on stderr; on failure,
+        warn, stay eager and return ``None``."""
         name = type(self.model).__name__
         reason = "as asked" if self.compile else f"after {self.eager_seconds:.0f} s of eager calls"
         print(f"eqff: compiling {name}'s energy and forces ({reason}); about a minute the first time on a CPU, "
@@ -87,10 +90,11 @@ class EnergyForcesFunction:
         start = time.perf_counter()
         compiled = compiled_energy_forces(self.model)
         try:
-            compiled(graph)
+            out = compiled(graph)
         except ModelCompileError as error:
             warnings.warn(f"{error}; eqff goes on without compiling", RuntimeWarning, stacklevel=4)
             self.compile = False
-            return
+            return None
         self.compiled = compiled
         print(f"eqff: compiled in {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
+        return out
