@@ -9,14 +9,10 @@ that time, and no run pays more than about twice what the better choice in hinds
 Once torch's on-disk cache holds a model's kernels, compiling it again takes seconds (PaiNN: 7 s
 against 72 s), so the rule errs on the side of compiling late.
 
-Measured with random weights at each architecture's default size on rMD17 ethanol, float32, one
-thread of a 2-core CPU whose other core was training, the first compilation without a cache
-(compile s; eager → compiled ms per call): PaiNN 72 s, 9.9 → 3.7 ms (``painn-aspirin`` on
-aspirin); GemNet-T 223 s, 13.1 → 5.5 ms; SEGNN 880 s, 71.5 → 12.2 ms; PONITA 53 s, 33.7 → 31.8 ms.
-``eqff bench --compile`` times compiled calls and the compiling first call ("compile s").
-
-PONITA is not compiled by default: its calls are a few large matrix products, which compiling
-does not speed up. Stress is always computed eagerly (the compiled function gives energy and
+:data:`COMPILE_SECONDS` holds each architecture's first compilation without a cache, at its
+default size on a 2-core CPU; ``eqff bench --compile`` times compiled calls and the compiling
+first call ("compile s"). PONITA is not compiled by default: its calls are a few large matrix
+products, which compiling did not speed up. Stress is always computed eagerly (the compiled function gives energy and
 forces only). A model that cannot be compiled is named in one warning and stays eager.
 """
 
@@ -33,7 +29,7 @@ from eqff.models import architecture_name
 from eqff.nn.forces import compiled_energy_forces, energy_forces_stress
 
 COMPILE_SECONDS = {"painn": 72.0, "gemnet-t": 223.0, "segnn": 880.0}
-"""s that compiling each architecture took (table above): eager calls of ``compile=None`` run this
+"""s that compiling each architecture took: eager calls of ``compile=None`` run this
 long before they are compiled. Architectures not listed (PONITA) are not compiled by default."""
 
 

@@ -26,8 +26,7 @@ def within_cutoff(graph: dict[str, torch.Tensor], cutoff: float) -> tuple[dict[s
     A Verlet neighbour list (:class:`eqff.neighbours.NeighbourListCache`, or an MD engine's) holds
     the pairs within ``cutoff + skin`` of the positions at its last build, so that it stays valid
     for many steps. Every eqff model's envelope is zero beyond its cutoff, so the extra pairs change
-    no energy or force; dropping them saves their cost (eager CPU calls on water were about 1.5×
-    slower with them kept).
+    no energy or force; dropping them saves their cost.
 
     Args:
         graph: eqff graph dict (:mod:`eqff.data.keys`) with E pairs.
