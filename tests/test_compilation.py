@@ -14,14 +14,8 @@ from eqff.errors import ModelCompileError
 from eqff.models import build_model
 from eqff.nn.forces import compiled_energy_forces
 from eqff.potential import Potential
+from tiny_models import TINY
 
-TINY = {
-    "painn": {"num_features": 16, "num_interactions": 2, "num_radial": 8},
-    "gemnet-t": {"num_blocks": 1, "emb_size_atom": 8, "emb_size_edge": 8, "emb_size_trip": 4, "emb_size_rbf": 4,
-                 "emb_size_cbf": 4, "emb_size_bil_trip": 4, "num_radial": 4, "num_spherical": 3},
-    "segnn": {"num_features": 16, "num_layers": 1, "num_radial": 4},
-    "ponita": {"num_layers": 2, "num_features": 16, "num_orientations": 8, "num_radial": 8, "basis_dim": 16},
-}  # fmt: skip
 
 
 def ethanol_call(potential: Potential) -> dict[str, np.ndarray]:

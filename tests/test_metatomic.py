@@ -33,21 +33,12 @@ from eqff.integrations.metatomic import (
     export_metatomic,
     receptive_field_hops,
 )
+from tiny_models import TINY
 
 ELEMENTS = [1, 6, 8]
 CUTOFF = 4.0
 OFFSETS = {1: -13.6, 6: -37.8, 8: -75.1}
 """eV per atom: non-trivial energy statistics, as in conftest."""
-TINY = {
-    "painn": {"num_features": 16, "num_interactions": 2, "num_radial": 8},
-    "gemnet-t": {
-        "num_blocks": 1, "emb_size_atom": 16, "emb_size_edge": 16, "emb_size_trip": 8, "emb_size_rbf": 4,
-        "emb_size_cbf": 4, "emb_size_bil_trip": 8, "num_radial": 4, "num_spherical": 4,
-    },
-    "segnn": {"num_features": 16, "l_max": 2, "l_max_attr": 2, "num_layers": 1, "num_radial": 4},
-    "ponita": {"num_features": 16, "num_layers": 2, "basis_dim": 16, "degree": 3, "num_orientations": 12},
-}
-"""Small random models of each architecture (sizes of their own test files)."""
 ARCHITECTURES = list(TINY)
 RELATIVE = 1e-8
 """float64 agreement asked of energies, forces and stress (relative to the largest value)."""

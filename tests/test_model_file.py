@@ -14,7 +14,9 @@ from eqff import EqffCalculator
 from eqff.cli import main
 from eqff.errors import ModelFileError
 from eqff.model_file import FORMAT, FORMAT_VERSION, load_model, read_model_file, save_model, weights_digest
+from eqff.models import ARCHITECTURES
 from eqff.testing import evaluate
+from tiny_models import TINY
 
 
 @pytest.fixture
@@ -268,3 +270,8 @@ def test_md_runs_a_water_box_by_name_without_data(monkeypatch, capsys):
     monkeypatch.delenv("EQFF_DATA", raising=False)
     assert main(["md", "--structure", "water-192", "--steps", "2", "--interval", "1"]) == 0
     assert "H128O64 (192 atoms)" in capsys.readouterr().out
+
+
+def test_every_architecture_has_a_tiny_size():
+    """tests/tiny_models.py sizes every registered architecture, so tests looping over it see them all."""
+    assert set(TINY) == set(ARCHITECTURES)

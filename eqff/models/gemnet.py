@@ -53,11 +53,11 @@ import torch
 from torch import nn
 
 from eqff.data import keys
+from eqff.models.energy_model import EnergyModel
 from eqff.models.hyperparameters import constructor_arguments
-from eqff.nn.geometry import edge_vectors, within_cutoff
+from eqff.nn.geometry import within_cutoff
 from eqff.nn.radial import BesselBasis, PolynomialEnvelope
 from eqff.nn.scatter import scatter_sum
-from eqff.nn.species import PerElementScaleShift, SpeciesIndex, sum_per_frame
 from eqff.nn.spherical import SphericalBasis
 from eqff.nn.triplets import TripletIndexCache, restrict_triplets
 
@@ -324,7 +324,7 @@ class InteractionBlock(nn.Module):
         return h, m
 
 
-class GemNetT(nn.Module):
+class GemNetT(EnergyModel):
     """GemNet-T energy model (triplets only; forces by autograd through :mod:`eqff.nn.forces`).
 
     The defaults are eqff's GemNet-T size, that of its shipped potentials: GemNet-T's published
@@ -357,8 +357,6 @@ class GemNetT(nn.Module):
     cell_shifts (E, 3)) and returns ``energy`` (B,) and ``atomic_energies`` (n,) in eV.
     """
 
-    __jit_ignored_attributes__ = ["hyperparameters"]
-
     def __init__(
         self,
         elements: list[int],
@@ -378,13 +376,10 @@ class GemNetT(nn.Module):
         num_spherical: int = 7,
         envelope_exponent: int = 5,
     ) -> None:
-        super().__init__()
+        super().__init__(elements, cutoff)
         self.hyperparameters = constructor_arguments(locals())
         if num_blocks < 1:
             raise ValueError(f"num_blocks must be at least 1, got {num_blocks}")
-        self.elements = list(elements)
-        self.cutoff = float(cutoff)
-        self.species = SpeciesIndex(elements)
         self.triplets = TripletIndexCache()
         self.embedding = nn.Embedding(len(elements), emb_size_atom)
         nn.init.uniform_(self.embedding.weight, -math.sqrt(3.0), math.sqrt(3.0))  # unit variance
@@ -405,7 +400,6 @@ class GemNetT(nn.Module):
         self.outputs = nn.ModuleList(
             OutputBlock(emb_size_atom, emb_size_edge, emb_size_rbf, num_atom) for _ in range(num_blocks)
         )
-        self.scale_shift = PerElementScaleShift(len(elements))
 
     def prepare_graph(self, graph: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """A copy of ``graph`` with the pairs within the cutoff
@@ -444,8 +438,7 @@ class GemNetT(nn.Module):
         input_edges, output_edges = graph[keys.TRIPLET_INPUT_EDGES], graph[keys.TRIPLET_OUTPUT_EDGES]
         slot, width, reverse = graph[keys.TRIPLET_SLOTS], graph[keys.TRIPLET_WIDTH].shape[0], graph[keys.REVERSE_EDGES]
 
-        vectors = edge_vectors(graph)  # (E, 3)
-        distances = torch.linalg.vector_norm(vectors, dim=-1)  # (E,)
+        vectors, distances = self.edge_geometry(graph)  # (E, 3), (E,)
         rbf = self.radial_basis(distances) * self.envelope(distances).unsqueeze(-1)  # (E, N)
         radial, angular = self.spherical_basis(vectors, distances, input_edges, output_edges)  # (E, L, N), (T, L)
         padded = angular.new_zeros(centre.shape[0], width, angular.shape[1])  # (E, K, L)
@@ -465,9 +458,7 @@ class GemNetT(nn.Module):
             )
             outputs = outputs + output(m, rbf_output, centre, num_atoms)  # (n,)
 
-        atomic_energies = self.scale_shift(outputs, species)  # (n,)
-        energy = sum_per_frame(atomic_energies, graph[keys.BATCH], graph[keys.CELL].shape[0])  # (B,)
-        return {keys.ENERGY: energy, keys.ATOMIC_ENERGIES: atomic_energies}
+        return self.energies(outputs, species, graph)
 
     def fit_scales(self, graph: dict[str, torch.Tensor]) -> None:
         """Fit every scale factor (see the module docstring) on one batch of training graphs.

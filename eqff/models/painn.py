@@ -10,12 +10,11 @@ import torch
 from torch import nn
 
 from eqff.data import keys
+from eqff.models.energy_model import EnergyModel
 from eqff.models.hyperparameters import constructor_arguments
-from eqff.nn.geometry import edge_vectors
 from eqff.nn.mlp import mlp
 from eqff.nn.radial import BesselBasis, PolynomialEnvelope
 from eqff.nn.scatter import scatter_sum
-from eqff.nn.species import PerElementScaleShift, SpeciesIndex, sum_per_frame
 
 VECTOR_NORM_EPS = 1e-8
 """Added under the square root of ‖v‖ so its gradient is finite at v = 0."""
@@ -105,7 +104,7 @@ class PaiNNInteraction(nn.Module):
         return self.update(s, v)
 
 
-class PaiNN(nn.Module):
+class PaiNN(EnergyModel):
     """PaiNN energy model.
 
     Args:
@@ -121,8 +120,6 @@ class PaiNN(nn.Module):
     ``energy`` (B,) and ``atomic_energies`` (n,) in eV.
     """
 
-    __jit_ignored_attributes__ = ["hyperparameters"]
-
     def __init__(
         self,
         elements: list[int],
@@ -132,12 +129,9 @@ class PaiNN(nn.Module):
         num_radial: int = 20,
         envelope_exponent: int = 6,
     ) -> None:
-        super().__init__()
+        super().__init__(elements, cutoff)
         self.hyperparameters = constructor_arguments(locals())
-        self.elements = list(elements)
-        self.cutoff = float(cutoff)
         self.num_features = num_features
-        self.species = SpeciesIndex(elements)
         self.embedding = nn.Embedding(len(elements), num_features)
         self.radial_basis = BesselBasis(cutoff, num_radial)
         self.envelope = PolynomialEnvelope(cutoff, envelope_exponent)
@@ -145,13 +139,11 @@ class PaiNN(nn.Module):
         self.filters = nn.Linear(num_radial, num_interactions * 3 * num_features)
         self.interactions = nn.ModuleList(PaiNNInteraction(num_features) for _ in range(num_interactions))
         self.readout = mlp([num_features, num_features // 2, 1])
-        self.scale_shift = PerElementScaleShift(len(elements))
 
     def forward(self, graph: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         species = self.species(graph[keys.ATOMIC_NUMBERS])  # (n,)
         edge_index = graph[keys.EDGE_INDEX]
-        vectors = edge_vectors(graph)  # (E, 3)
-        distances = torch.linalg.vector_norm(vectors, dim=-1)  # (E,)
+        vectors, distances = self.edge_geometry(graph)  # (E, 3), (E,)
         unit_vectors = vectors / distances.unsqueeze(-1)  # (E, 3)
         # Filters are (W b + c) u(r) for the Bessel basis b, envelope u and the weights W, c of
         # self.filters, so that they vanish at the cutoff. Computed as [b u, u] @ [W, c].T: the
@@ -166,6 +158,4 @@ class PaiNN(nn.Module):
         for k, interaction in enumerate(self.interactions):
             s, v = interaction(s, v, basis, all_filter_weights[k], unit_vectors, edge_index)
 
-        atomic_energies = self.scale_shift(self.readout(s).squeeze(-1), species)  # (n,)
-        energy = sum_per_frame(atomic_energies, graph[keys.BATCH], graph[keys.CELL].shape[0])  # (B,)
-        return {keys.ENERGY: energy, keys.ATOMIC_ENERGIES: atomic_energies}
+        return self.energies(self.readout(s).squeeze(-1), species, graph)

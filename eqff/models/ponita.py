@@ -52,12 +52,11 @@ import torch
 from torch import nn
 
 from eqff.data import keys
+from eqff.models.energy_model import EnergyModel
 from eqff.models.hyperparameters import constructor_arguments
-from eqff.nn.geometry import edge_vectors
 from eqff.nn.mlp import mlp
 from eqff.nn.radial import BesselBasis, PolynomialEnvelope
 from eqff.nn.scatter import scatter_sum
-from eqff.nn.species import PerElementScaleShift, SpeciesIndex, sum_per_frame
 from eqff.nn.sphere import PolynomialEmbedding, fibonacci_sphere, lift, project, spatial_invariants, sphere_invariants
 
 
@@ -149,7 +148,7 @@ class ConvNeXtBlock(nn.Module):
         return x + self.mlp(self.norm(self.conv(x, spatial_basis, sphere_basis, edge_index)))
 
 
-class Ponita(nn.Module):
+class Ponita(EnergyModel):
     """PONITA energy model (see the module docstring).
 
     The defaults follow the reference rMD17 settings (128 features, 5 layers, 20 orientations,
@@ -175,8 +174,6 @@ class Ponita(nn.Module):
     ``energy`` (B,) and ``atomic_energies`` (n,) in eV.
     """
 
-    __jit_ignored_attributes__ = ["hyperparameters"]
-
     def __init__(
         self,
         elements: list[int],
@@ -190,20 +187,17 @@ class Ponita(nn.Module):
         widening_factor: int = 4,
         envelope_exponent: int = 6,
     ) -> None:
-        super().__init__()
+        super().__init__(elements, cutoff)
         self.hyperparameters = constructor_arguments(locals())
         if num_layers < 1:
             raise ValueError(f"num_layers must be at least 1, got {num_layers}")
         if num_orientations < 0:
             raise ValueError(f"num_orientations must be 0 (PNITA) or positive, got {num_orientations}")
-        self.elements = list(elements)
-        self.cutoff = float(cutoff)
         on_sphere = num_orientations > 0
         self.grid_size = num_orientations if on_sphere else 1
         grid = fibonacci_sphere(num_orientations) if on_sphere else torch.zeros(0, 3, dtype=torch.float64)
         # float64, so that a model cast to float64 keeps the grid exact; forward casts it as it needs.
         self.register_buffer("orientations", grid)  # (N, 3)
-        self.species = SpeciesIndex(elements)
         self.embedding = nn.Embedding(len(elements), num_features)
         self.envelope = PolynomialEnvelope(cutoff, envelope_exponent)
         self.spatial_basis = SpatialBasis(cutoff, num_radial, degree, num_features, basis_dim, on_sphere)
@@ -212,13 +206,11 @@ class Ponita(nn.Module):
             ConvNeXtBlock(num_features, basis_dim, widening_factor, on_sphere) for _ in range(num_layers)
         )
         self.readouts = nn.ModuleList(nn.Linear(num_features, 1) for _ in range(num_layers))
-        self.scale_shift = PerElementScaleShift(len(elements))
 
     def forward(self, graph: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         species = self.species(graph[keys.ATOMIC_NUMBERS])  # (n,)
         edge_index = graph[keys.EDGE_INDEX]
-        vectors = edge_vectors(graph)  # (E, 3)
-        distances = torch.linalg.vector_norm(vectors, dim=-1)  # (E,)
+        vectors, distances = self.edge_geometry(graph)  # (E, 3), (E,)
         invariants: torch.Tensor | None = None
         sphere_basis: torch.Tensor | None = None
         if self.sphere_basis is not None:
@@ -235,6 +227,4 @@ class Ponita(nn.Module):
             readout = readout + layer_readout(x)  # (n, N, 1)
         outputs = project(readout).squeeze(-1) / len(self.blocks)  # (n,)
 
-        atomic_energies = self.scale_shift(outputs, species)  # (n,)
-        energy = sum_per_frame(atomic_energies, graph[keys.BATCH], graph[keys.CELL].shape[0])  # (B,)
-        return {keys.ENERGY: energy, keys.ATOMIC_ENERGIES: atomic_energies}
+        return self.energies(outputs, species, graph)

@@ -64,12 +64,11 @@ from e3nn.util.jit import compile as e3nn_compile
 from torch import nn
 
 from eqff.data import keys
+from eqff.models.energy_model import EnergyModel
 from eqff.models.hyperparameters import constructor_arguments
-from eqff.nn.geometry import edge_vectors
 from eqff.nn.mlp import mlp
 from eqff.nn.radial import BesselBasis, PolynomialEnvelope
 from eqff.nn.scatter import scatter_sum
-from eqff.nn.species import PerElementScaleShift, SpeciesIndex, sum_per_frame
 from eqff.nn.steerable import (
     EVEN_SCALAR,
     GatedSteerableLayer,
@@ -160,7 +159,7 @@ class SEGNNLayer(nn.Module):
         return h + update
 
 
-class SEGNN(nn.Module):
+class SEGNN(EnergyModel):
     """SEGNN energy model.
 
     Args:
@@ -182,8 +181,6 @@ class SEGNN(nn.Module):
     ``energy`` (B,) and ``atomic_energies`` (n,) in eV.
     """
 
-    __jit_ignored_attributes__ = ["hyperparameters"]
-
     def __init__(
         self,
         elements: list[int],
@@ -197,20 +194,17 @@ class SEGNN(nn.Module):
         envelope_exponent: int = 6,
         average_num_neighbours: float = 12.0,
     ) -> None:
-        super().__init__()
+        super().__init__(elements, cutoff)
         self.hyperparameters = constructor_arguments(locals())
         self.hyperparameters["average_num_neighbours"] = float(average_num_neighbours)
         if num_layers < 1:
             raise ValueError(f"num_layers must be at least 1, got {num_layers}")
         if not average_num_neighbours > 0:
             raise ValueError(f"average_num_neighbours must be positive, got {average_num_neighbours}")
-        self.elements = list(elements)
-        self.cutoff = float(cutoff)
         self.num_elements = len(elements)
         irreps_hidden = balanced_irreps(num_features, l_max, balance)
         irreps_attr = o3.Irreps.spherical_harmonics(l_max_attr)
         self.irreps_hidden = irreps_hidden
-        self.species = SpeciesIndex(elements)
         self.spherical_harmonics = o3.SphericalHarmonics(irreps_attr, normalize=True, normalization="component")
         self.node_attributes = NodeAttributes(irreps_attr)
         self.radial_basis = BesselBasis(cutoff, num_radial)
@@ -224,14 +218,12 @@ class SEGNN(nn.Module):
         self.register_buffer("scalar_index", scalar_index, persistent=False)  # (S,)
         num_scalars = scalar_index.shape[0]
         self.readout = mlp([num_scalars, num_scalars, 1])
-        self.scale_shift = PerElementScaleShift(len(elements))
 
     def forward(self, graph: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         species = self.species(graph[keys.ATOMIC_NUMBERS])  # (n,)
         num_atoms = species.shape[0]
         edge_index = graph[keys.EDGE_INDEX]
-        vectors = edge_vectors(graph)  # (E, 3)
-        distances = torch.linalg.vector_norm(vectors, dim=-1)  # (E,)
+        vectors, distances = self.edge_geometry(graph)  # (E, 3), (E,)
         envelope = self.envelope(distances)  # (E,)
         radial = self.radial_basis(distances)  # (E, R)
         edge_attr = self.spherical_harmonics(vectors)  # (E, A)
@@ -243,9 +235,7 @@ class SEGNN(nn.Module):
             h = layer(h, edge_attr, node_attr, radial, envelope, edge_index)
 
         scalars = h.index_select(1, self.scalar_index)  # (n, S)
-        atomic_energies = self.scale_shift(self.readout(scalars).squeeze(-1), species)  # (n,)
-        energy = sum_per_frame(atomic_energies, graph[keys.BATCH], graph[keys.CELL].shape[0])  # (B,)
-        return {keys.ENERGY: energy, keys.ATOMIC_ENERGIES: atomic_energies}
+        return self.energies(self.readout(scalars).squeeze(-1), species, graph)
 
     def __prepare_scriptable__(self) -> "SEGNN":
         """A copy for TorchScript, sharing parameters and buffers, with e3nn's gates compiled by e3nn."""
