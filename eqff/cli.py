@@ -29,6 +29,8 @@ COMMANDS = {
     "report": "compare models: test MAEs, ms per call, NVE drift, NVT stability and h(r); --peers adds MACE and SchNetPack",
     "equivariance": "PONITA's rotation-equivariance error (energy, forces) and ms per call against the number of sphere orientations",
     "export": "write a model for other engines: a metatomic model file for LAMMPS, i-PI and ASE (metatomic-ase)",
+    "select": "the frames of a pool that a committee model is least sure of (force uncertainty), to label next",
+    "active-learning": "test error against labelled frames chosen by a committee's uncertainty or at random, with a plot",
 }
 """Subcommand names, each the name of a module in :mod:`eqff.commands` (with ``_`` for ``-``), and
 their one-line help."""

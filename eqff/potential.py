@@ -2,7 +2,7 @@
 
 :class:`Potential` owns a model, its device and dtype, and a cached neighbour list. It takes
 numpy arrays in Å and returns numpy arrays in eV, eV/Å and eV/Å³; it knows nothing of the
-model's insides.
+model's insides. A committee (:mod:`eqff.models.committee`) also gives its uncertainties.
 """
 
 import copy
@@ -57,6 +57,10 @@ class Potential:
     A structure whose composition is not among those the model file was trained on gets one
     :class:`~eqff.errors.OutOfDomainWarning` per composition (:mod:`eqff.domain`).
 
+    Attributes:
+        gives_uncertainty: the model is a committee, whose calls also return the spread of its
+            members' predictions (see :meth:`__call__`).
+
     Args:
         model: a model file path, the name of a shipped potential, or an eqff model (copied,
             so the caller's model keeps its dtype, device and mode).
@@ -94,6 +98,7 @@ class Potential:
             model, content = load_model(model)
             self.metadata = content["metadata"]
         self.model = model.to(device=self.device, dtype=self.dtype).eval()
+        self.gives_uncertainty = hasattr(self.model, "num_members")
         self.elements = set(self.model.elements)
         self.check_domain = DomainCheck(self.metadata.get("training_domain"))
         self.neighbours = NeighbourListCache(self.model.cutoff, skin)
@@ -112,6 +117,10 @@ class Potential:
         self, atomic_numbers: np.ndarray, positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, compute_stress: bool
     ) -> dict[str, np.ndarray]:
         """Energy (eV, float), forces (n, 3) eV/Å and, if asked, stress (3, 3) eV/Å³ of one structure.
+
+        A committee's are its members' means, and it adds ``energy_uncertainty`` (eV, float) and
+        ``forces_uncertainty`` (n,) eV/Å (:data:`eqff.data.keys.ENERGY_UNCERTAINTY` and
+        :data:`eqff.data.keys.FORCES_UNCERTAINTY`).
 
         Args:
             atomic_numbers: (n,); positions: (n, 3) Å; cell: (3, 3) Å; pbc: (3,) bool.
@@ -138,6 +147,9 @@ class Potential:
         }
         if compute_stress:
             result[keys.STRESS] = out[keys.STRESS][0].detach().double().cpu().numpy()
+        if self.gives_uncertainty:
+            result[keys.ENERGY_UNCERTAINTY] = out[keys.ENERGY_UNCERTAINTY].detach().double().sum().item()
+            result[keys.FORCES_UNCERTAINTY] = out[keys.FORCES_UNCERTAINTY].detach().double().cpu().numpy()
         self.timings = Timings(neighbour_list=built - start, model=_now(self.device) - built)
         return result
 

@@ -52,7 +52,7 @@ SchNetPack's default size, the size the speed targets refer to; the other archit
 own defaults, the sizes of their training configs in ``training/`` (GemNet-T's is smaller than
 the published one, see :class:`eqff.models.gemnet.GemNetT`)."""
 
-TRIPLET_ARCHITECTURES = {"gemnet-t"}
+TRIPLET_ARCHITECTURES = {"gemnet-t", "dimenet++"}
 """Architectures that build triplet indices from the neighbour list: their rows also time that
 step alone (:func:`eqff.nn.triplets.triplet_indices` on the calculator's Verlet list, "trip ms"),
 which a call pays only when that list is rebuilt."""

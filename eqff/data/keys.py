@@ -41,6 +41,24 @@ FORCES: Final[str] = "forces"
 STRESS: Final[str] = "stress"
 """(B, 3, 3) float: stress, eV/Å³ (ASE's sign convention: (1/V) dE/dstrain)."""
 
+# A committee (eqff.models.committee) of K members of one architecture gives, besides the
+# members' mean energy, forces and atomic energies under the keys above, each member's
+# predictions and their spread.
+
+MEMBER_ENERGIES: Final[str] = "member_energies"
+"""(K, B) float: each committee member's energy of each frame, eV."""
+
+MEMBER_FORCES: Final[str] = "member_forces"
+"""(K, n, 3) float: each committee member's forces, eV/Å."""
+
+ENERGY_UNCERTAINTY: Final[str] = "energy_uncertainty"
+"""(B,) float: the standard deviation of the members' energies of each frame (over the K
+members, not divided by K − 1), eV."""
+
+FORCES_UNCERTAINTY: Final[str] = "forces_uncertainty"
+"""(n,) float: per atom, the root mean square over the members of the length of the member's
+force minus the mean force, sqrt(mean_k ‖F_k − F̄‖²), eV/Å."""
+
 # Indices a model derives from the edge list alone (GemNet-T's triplets, see
 # eqff.nn.triplets.triplet_indices). A graph carries them only where a model's ``prepare_graph``
 # added them, so that a compiled forward gets them as inputs (eqff.nn.forces.compiled_energy_forces).

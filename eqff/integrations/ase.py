@@ -11,6 +11,9 @@ from torch import nn
 from eqff.data import keys
 from eqff.potential import DEFAULT_SKIN, Potential
 
+UNCERTAINTIES = (keys.ENERGY_UNCERTAINTY, keys.FORCES_UNCERTAINTY)
+"""The extra results of a committee model (eV and (n,) eV/Å), named as in :mod:`eqff.data.keys`."""
+
 
 class EqffCalculator(Calculator):
     """ASE calculator for an eqff model.
@@ -29,7 +32,12 @@ class EqffCalculator(Calculator):
 
     Results are in ASE units: energy and free_energy in eV, forces in eV/Å, and, for
     structures periodic in all three directions, stress in eV/Å³ (Voigt order); asking for the
-    stress of any other structure raises ASE's ``PropertyNotImplementedError``.
+    stress of any other structure raises ASE's ``PropertyNotImplementedError``. A committee
+    model (:mod:`eqff.models.committee`) gives its members' means and, as extra results, their
+    spread: ``energy_uncertainty`` in eV (the standard deviation of the members' energies) and
+    ``forces_uncertainty`` (n,) in eV/Å (per atom, the root mean square over the members of
+    ‖F_k − F̄‖); read them with ``calc.get_property("forces_uncertainty", atoms)`` or from
+    ``calc.results`` after any call.
     Bad input (unknown element, NaN positions, pbc without a cell) raises ``ValueError``
     subclasses from :mod:`eqff.errors`.
     """
@@ -47,6 +55,8 @@ class EqffCalculator(Calculator):
     ) -> None:
         super().__init__()
         self.potential = Potential(model, device=device, dtype=dtype, skin=skin, threads=threads, compile=compile)
+        if self.potential.gives_uncertainty:
+            self.implemented_properties = [*type(self).implemented_properties, *UNCERTAINTIES]
 
     def calculate(
         self, atoms: Atoms | None = None, properties: list[str] | None = None, system_changes: list[str] = all_changes
@@ -65,3 +75,6 @@ class EqffCalculator(Calculator):
         self.results = {"energy": out[keys.ENERGY], "free_energy": out[keys.ENERGY], "forces": out[keys.FORCES]}
         if keys.STRESS in out:
             self.results["stress"] = full_3x3_to_voigt_6_stress(out[keys.STRESS])
+        for name in UNCERTAINTIES:
+            if name in out:
+                self.results[name] = out[name]

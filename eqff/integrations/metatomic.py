@@ -50,7 +50,18 @@ from metatomic.torch import (
 from torch import nn
 
 from eqff.data import keys
-from eqff.models import SEGNN, GemNetT, PaiNN, Ponita, architecture_name
+from eqff.models import (
+    EGNN,
+    SEGNN,
+    TFN,
+    Committee,
+    DimeNetPlusPlus,
+    GemNetT,
+    PaiNN,
+    Ponita,
+    SchNet,
+    architecture_name,
+)
 
 ENERGY_OUTPUT = "energy"
 """The name metatomic gives the potential energy output."""
@@ -69,21 +80,36 @@ class TorchScriptError(RuntimeError):
 def receptive_field_hops(model: nn.Module) -> int:
     """How many neighbour hops away an atom's energy depends on other atoms.
 
-    PaiNN and PONITA: one hop per interaction (message passing) layer. SEGNN: one more, for the
+    PaiNN, PONITA, TFN, SchNet and EGNN: one hop per interaction (message passing) layer (EGNN's
+    position updates, read by the next layer's distances, reach no farther than its messages).
+    SEGNN: one more, for the
     node attributes (the mean spherical harmonics of an atom's edges) that its embedding and
     every layer read. GemNet-T: two hops per block (the triplet interaction reads the messages
     of the neighbour's edges; the edge update after the atom update reads the neighbour's
-    atom embedding) plus one for the first edge embedding. ``tests/test_metatomic.py`` checks
+    atom embedding) plus one for the first edge embedding. DimeNet++: one hop per interaction
+    block (the triplet step reads the messages of the neighbour's edges) plus one for the first
+    messages, which read both atoms of their edge. A committee: that of its members (it exports
+    their mean energy). ``tests/test_metatomic.py`` checks
     these numbers on a chain of atoms, each within the cutoff of its two neighbours only.
     """
     if isinstance(model, PaiNN):
         return len(model.interactions)
     if isinstance(model, Ponita):
         return len(model.blocks)
+    if isinstance(model, TFN):
+        return len(model.layers)
+    if isinstance(model, SchNet):
+        return len(model.interactions)
+    if isinstance(model, EGNN):
+        return len(model.layers) + 1  # and its last layer, which updates no position
     if isinstance(model, SEGNN):
         return len(model.layers) + 1
     if isinstance(model, GemNetT):
         return 2 * len(model.interactions) + 1
+    if isinstance(model, DimeNetPlusPlus):
+        return len(model.interactions) + 1
+    if isinstance(model, Committee):
+        return receptive_field_hops(model.members[0])
     raise ValueError(f"no receptive field known for {type(model).__name__}")
 
 

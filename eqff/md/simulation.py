@@ -47,11 +47,14 @@ def run_with_progress(
     interval: int,
     status: Callable[[], dict[str, str]],
     description: str | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> float:
     """Run ``steps`` MD steps behind a tqdm progress bar and return the wall time in s.
 
     Observers attached to ``dynamics`` run as usual (at step 0, then at their own intervals);
-    the bar's postfix is refreshed from ``status()`` every ``interval`` steps.
+    the bar's postfix is refreshed from ``status()`` every ``interval`` steps. ``stop()``, if
+    given, is asked after every step, and the run ends early once it answers ``True``
+    (``dynamics.nsteps`` then counts the steps run).
     """
     start = time.perf_counter()
     with tqdm(total=steps, unit="step", desc=description) as bar:
@@ -60,6 +63,8 @@ def run_with_progress(
             bar.update(1)
             if bar.n % interval == 0:
                 bar.set_postfix(status())
+            if stop is not None and stop():
+                break
     return time.perf_counter() - start
 
 

@@ -2,12 +2,27 @@
 
 from torch import nn
 
+from eqff.models.committee import Committee
+from eqff.models.dimenet import DimeNetPlusPlus
+from eqff.models.egnn import EGNN
 from eqff.models.gemnet import GemNetT
 from eqff.models.painn import PaiNN
 from eqff.models.ponita import Ponita
+from eqff.models.schnet import SchNet
 from eqff.models.segnn import SEGNN
+from eqff.models.tfn import TFN
 
-ARCHITECTURES: dict[str, type[nn.Module]] = {"painn": PaiNN, "gemnet-t": GemNetT, "ponita": Ponita, "segnn": SEGNN}
+ARCHITECTURES: dict[str, type[nn.Module]] = {
+    "painn": PaiNN,
+    "gemnet-t": GemNetT,
+    "ponita": Ponita,
+    "segnn": SEGNN,
+    "tfn": TFN,
+    "schnet": SchNet,
+    "egnn": EGNN,
+    "dimenet++": DimeNetPlusPlus,
+    "committee": Committee,
+}
 """Architecture name (as stored in model files and configs) → model class."""
 
 

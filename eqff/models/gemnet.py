@@ -55,11 +55,10 @@ from torch import nn
 from eqff.data import keys
 from eqff.models.energy_model import EnergyModel
 from eqff.models.hyperparameters import constructor_arguments
-from eqff.nn.geometry import within_cutoff
 from eqff.nn.radial import BesselBasis, PolynomialEnvelope
 from eqff.nn.scatter import scatter_sum
 from eqff.nn.spherical import SphericalBasis
-from eqff.nn.triplets import TripletIndexCache, restrict_triplets
+from eqff.nn.triplets import TripletIndexCache
 
 INV_SQRT_2 = 1.0 / math.sqrt(2.0)
 """Residual sums of two terms of unit variance are scaled by this to keep unit variance."""
@@ -402,31 +401,11 @@ class GemNetT(EnergyModel):
         )
 
     def prepare_graph(self, graph: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """A copy of ``graph`` with the pairs within the cutoff
-        (:func:`~eqff.nn.geometry.within_cutoff`) and their triplet indices under the keys
-        ``triplet_input_edges``, ``triplet_output_edges``, ``triplet_slots``, ``triplet_width``
-        and ``reverse_edges`` (:mod:`eqff.data.keys`).
-
-        The triplets are built on the whole edge list the graph came with, cached
-        (:class:`~eqff.nn.triplets.TripletIndexCache`), and restricted to the pairs within the
-        cutoff at each call (:func:`~eqff.nn.triplets.restrict_triplets`): with a Verlet list
-        they are built once per neighbour-list rebuild rather than whenever a pair crosses the
-        cutoff, which in a liquid is every MD step.
+        """A copy of ``graph`` with the pairs within the cutoff and their triplet indices
+        (:meth:`~eqff.nn.triplets.TripletIndexCache.graph_within_cutoff`: built on the whole edge
+        list once per neighbour-list rebuild, restricted to the pairs within the cutoff at each call).
         """
-        cell_shifts: torch.Tensor | None = None
-        if keys.CELL_SHIFTS in graph:
-            cell_shifts = graph[keys.CELL_SHIFTS]
-        num_atoms = graph[keys.ATOMIC_NUMBERS].shape[0]
-        input_edges, output_edges, slot, width, reverse = self.triplets(graph[keys.EDGE_INDEX], num_atoms, cell_shifts)
-        prepared, keep = within_cutoff(graph, self.cutoff)
-        if not bool(keep.all()):
-            input_edges, output_edges, slot, width, reverse = restrict_triplets(input_edges, output_edges, reverse, keep)
-        prepared[keys.TRIPLET_INPUT_EDGES] = input_edges
-        prepared[keys.TRIPLET_OUTPUT_EDGES] = output_edges
-        prepared[keys.TRIPLET_SLOTS] = slot
-        prepared[keys.TRIPLET_WIDTH] = input_edges.new_zeros(width)
-        prepared[keys.REVERSE_EDGES] = reverse
-        return prepared
+        return self.triplets.graph_within_cutoff(graph, self.cutoff)
 
     def forward(self, graph: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         if keys.TRIPLET_INPUT_EDGES not in graph:

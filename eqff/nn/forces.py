@@ -4,6 +4,14 @@ Any model mapping a graph to ``{"energy": (B,), "atomic_energies": (n,)}`` is wr
 forces are −∂E/∂x, so they are conservative by construction. The stress uses a symmetric
 strain ε applied to positions and cell: σ = (1/V) ∂E/∂ε (ASE's convention).
 
+A committee (a model with ``num_members`` K, :class:`eqff.models.committee.Committee`) is given
+one copy of the positions per member, (K, n, 3), and returns its members' energies
+(``member_energies`` (K, B)) besides their mean. One backward pass of the members' summed
+energies then gives every member's forces at once (each member's energy depends on its own copy
+only), ``member_forces`` (K, n, 3), at the cost of the mean force alone; the forces are their
+mean, and their spread is returned as ``energy_uncertainty`` and ``forces_uncertainty``
+(:func:`committee_spread`).
+
 :func:`compiled_energy_forces` computes the same energy and forces for training as one
 ``torch.compile``d function (see there).
 """
@@ -28,6 +36,58 @@ def graph_for_model(model: nn.Module, graph: dict[str, torch.Tensor]) -> dict[st
     return within_cutoff(graph, model.cutoff)[0]
 
 
+def member_positions(model: nn.Module, positions: torch.Tensor) -> torch.Tensor:
+    """The positions (n, 3) that ``model`` is differentiated by: themselves, or, for a committee
+    of K members, K copies (K, n, 3)."""
+    num_members = getattr(model, "num_members", None)
+    if num_members is None:
+        return positions
+    return positions.expand(num_members, -1, -1).clone()  # (K, n, 3)
+
+
+def differentiated_energy(out: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The scalar whose gradient gives the forces: the sum of the frames' energies, or, for a
+    committee, of every member's (so that the gradient on member k's positions is its own −F_k)."""
+    return out[keys.MEMBER_ENERGIES].sum() if keys.MEMBER_ENERGIES in out else out[keys.ENERGY].sum()
+
+
+def energies_and_forces(out: dict[str, torch.Tensor], gradient: torch.Tensor) -> dict[str, torch.Tensor]:
+    """A model's output with the forces from ``gradient``, the gradient of
+    :func:`differentiated_energy` on the positions of :func:`member_positions`: ``energy``
+    (B,), ``atomic_energies`` (n,) and ``forces`` (n, 3); for a committee also ``member_energies``
+    (K, B), ``member_forces`` (K, n, 3), ``energy_uncertainty`` (B,) and ``forces_uncertainty`` (n,)."""
+    result = {keys.ENERGY: out[keys.ENERGY], keys.ATOMIC_ENERGIES: out[keys.ATOMIC_ENERGIES]}
+    if keys.MEMBER_ENERGIES not in out:
+        result[keys.FORCES] = -gradient
+        return result
+    member_forces = -gradient  # (K, n, 3)
+    result[keys.FORCES] = member_forces.mean(dim=0)
+    result[keys.MEMBER_ENERGIES] = out[keys.MEMBER_ENERGIES]
+    result[keys.MEMBER_FORCES] = member_forces
+    result[keys.ENERGY_UNCERTAINTY], result[keys.FORCES_UNCERTAINTY] = committee_spread(
+        out[keys.MEMBER_ENERGIES], member_forces
+    )
+    return result
+
+
+def committee_spread(member_energies: torch.Tensor, member_forces: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The spread of a committee's predictions (see :data:`eqff.data.keys.ENERGY_UNCERTAINTY`).
+
+    Args:
+        member_energies: (K, B) eV.
+        member_forces: (K, n, 3) eV/Å.
+
+    Returns:
+        the standard deviation of the members' energies (B,), eV, and per atom the root mean
+        square over the members of ‖F_k − F̄‖ (n,), eV/Å (both over K, not K − 1).
+    """
+    energy_deviations = member_energies - member_energies.mean(dim=0)  # (K, B)
+    force_deviations = member_forces - member_forces.mean(dim=0)  # (K, n, 3)
+    energy_spread = energy_deviations.square().mean(dim=0).sqrt()  # (B,)
+    forces_spread = force_deviations.square().sum(dim=2).mean(dim=0).sqrt()  # (n,)
+    return energy_spread, forces_spread
+
+
 def energy_forces_stress(
     model: nn.Module, graph: dict[str, torch.Tensor], compute_stress: bool = False
 ) -> dict[str, torch.Tensor]:
@@ -43,30 +103,29 @@ def energy_forces_stress(
         compute_stress: also return ``stress`` (B, 3, 3), eV/Å³; every frame must be periodic.
 
     Returns:
-        ``energy`` (B,), ``atomic_energies`` (n,), ``forces`` (n, 3) and, if asked, ``stress``.
+        ``energy`` (B,), ``atomic_energies`` (n,), ``forces`` (n, 3) and, if asked, ``stress``;
+        for a committee, the member predictions and their spread too (see
+        :func:`energies_and_forces`) and the mean stress.
     """
     graph = graph_for_model(model, graph)
     with torch.enable_grad():
-        positions = graph[keys.POSITIONS].detach().requires_grad_(True)
+        positions = member_positions(model, graph[keys.POSITIONS]).detach().requires_grad_(True)  # (n, 3) or (K, n, 3)
         inputs = [positions]
         if compute_stress:
             cell = graph[keys.CELL]
             strain = torch.zeros_like(cell, requires_grad=True)  # (B, 3, 3)
             symmetric = 0.5 * (strain + strain.transpose(1, 2))
-            positions = positions + torch.einsum("ad,ade->ae", positions, symmetric[graph[keys.BATCH]])
+            positions = positions + torch.einsum("...ad,ade->...ae", positions, symmetric[graph[keys.BATCH]])
             graph[keys.CELL] = cell + torch.bmm(cell, symmetric)
             inputs.append(strain)
         graph[keys.POSITIONS] = positions
         out = model(graph)
-        gradients = torch.autograd.grad(out[keys.ENERGY].sum(), inputs, create_graph=model.training)
-    result = {
-        keys.ENERGY: out[keys.ENERGY],
-        keys.ATOMIC_ENERGIES: out[keys.ATOMIC_ENERGIES],
-        keys.FORCES: -gradients[0],
-    }
+        gradients = torch.autograd.grad(differentiated_energy(out), inputs, create_graph=model.training)
+    result = energies_and_forces(out, gradients[0])
     if compute_stress:
         volume = torch.linalg.det(cell).abs()  # (B,)
-        result[keys.STRESS] = gradients[1] / volume[:, None, None]
+        num_members = out[keys.MEMBER_ENERGIES].shape[0] if keys.MEMBER_ENERGIES in out else 1
+        result[keys.STRESS] = gradients[1] / (num_members * volume[:, None, None])  # a committee's: the mean
     return result
 
 
@@ -93,7 +152,8 @@ def compiled_energy_forces(model: nn.Module) -> Callable[[dict[str, torch.Tensor
         model: maps a graph to ``energy`` (B,) in eV and ``atomic_energies`` (n,).
 
     Returns:
-        a function of a graph giving ``energy`` (B,), ``atomic_energies`` (n,) and ``forces`` (n, 3).
+        a function of a graph giving ``energy`` (B,), ``atomic_energies`` (n,) and ``forces`` (n, 3)
+        (and, for a committee, what :func:`energies_and_forces` adds).
         Its first call raises :class:`~eqff.errors.ModelCompileError` if the model's forward
         cannot be traced as one graph (for example, if it branches on the values of a tensor).
     """
@@ -101,17 +161,17 @@ def compiled_energy_forces(model: nn.Module) -> Callable[[dict[str, torch.Tensor
     def energy_and_forces(positions: torch.Tensor, graph: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         def total_energy(positions: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
             out = model({**graph, keys.POSITIONS: positions})
-            return out[keys.ENERGY].sum(), out
+            return differentiated_energy(out), out
 
         gradient, (_, out) = torch.func.grad_and_value(total_energy, has_aux=True)(positions)
-        return {keys.ENERGY: out[keys.ENERGY], keys.ATOMIC_ENERGIES: out[keys.ATOMIC_ENERGIES], keys.FORCES: -gradient}
+        return energies_and_forces(out, gradient)
 
     compiled = torch.compile(energy_and_forces, dynamic=True, fullgraph=True)
 
     def compiled_call(graph: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         graph = graph_for_model(model, graph)
         try:
-            return compiled(graph[keys.POSITIONS], graph)
+            return compiled(member_positions(model, graph[keys.POSITIONS]), graph)
         except torch._dynamo.exc.Unsupported as error:
             reason = str(error).strip().splitlines()[0]
             raise ModelCompileError(

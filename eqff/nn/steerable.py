@@ -9,14 +9,20 @@ layer is a linear map whose kernel depends on a direction: SEGNN's generalisatio
 layer. The bias b acts on even scalars (0e) only; a bias on any other irrep would break
 equivariance. A gated layer follows this with e3nn's gate (:class:`e3nn.nn.Gate`).
 
+The gate alone (:func:`scalar_gate`) and the TorchScript preparation of a model holding gates
+(:func:`with_compiled_gates`) serve other e3nn models too (TFN, :mod:`eqff.models.tfn`).
+
 All irreps logic is e3nn's (:mod:`e3nn.o3`); nothing here parses an irreps string.
 """
 
-from typing import Literal
+import copy
+import itertools
+from typing import Literal, TypeVar
 
 import torch
 from e3nn import o3
 from e3nn.nn import Gate
+from e3nn.util.jit import compile as e3nn_compile
 from torch import nn
 
 EVEN_SCALAR = o3.Irrep(0, 1)
@@ -176,3 +182,45 @@ class GatedSteerableLayer(nn.Module):
 
     def forward(self, x: torch.Tensor, attr: torch.Tensor) -> torch.Tensor:
         return self.gate(self.layer(x, attr))  # (N, D_out)
+
+
+def scalar_gate(irreps_out: o3.Irreps) -> Gate:
+    """e3nn's gated non-linearity whose output is ``irreps_out``, as in :class:`GatedSteerableLayer`.
+
+    SiLU on the even scalars, tanh on the odd ones (to keep their parity), and every non-scalar
+    irrep multiplied by the sigmoid of its own 0e gate. The gate's ``irreps_in`` is the scalars,
+    then one 0e gate per non-scalar irrep, then the non-scalar irreps: the layer before it
+    outputs that.
+
+    Raises:
+        ValueError: if ``irreps_out`` does not list its scalars first.
+    """
+    irreps_out = o3.Irreps(irreps_out)
+    scalars = o3.Irreps([(mul, ir) for mul, ir in irreps_out if ir.l == 0])
+    gated = o3.Irreps([(mul, ir) for mul, ir in irreps_out if ir.l > 0])
+    gates = o3.Irreps([(gated.num_irreps, EVEN_SCALAR)] if gated.num_irreps > 0 else [])
+    scalar_activations = [nn.functional.silu if ir.p == 1 else torch.tanh for _, ir in scalars]
+    gate = Gate(scalars, scalar_activations, gates, [torch.sigmoid] * len(gates), gated)
+    if gate.irreps_out != irreps_out:
+        raise ValueError(f"irreps_out must list its scalars first, got {irreps_out}")
+    return gate
+
+
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
+
+
+def with_compiled_gates(model: ModuleT) -> ModuleT:
+    """A copy of ``model`` for TorchScript, sharing its parameters and buffers, in which every
+    e3nn :class:`~e3nn.nn.Gate` is compiled by :func:`e3nn.util.jit.compile`.
+
+    e3nn's gate holds activations that only e3nn's compiler can script; a model's
+    ``__prepare_scriptable__`` returns this copy, so that ``torch.jit.script(model)`` works and
+    the eager model keeps its eager gates.
+    """
+    shared = {id(tensor): tensor for tensor in itertools.chain(model.parameters(), model.buffers())}
+    prepared = copy.deepcopy(model, shared)
+    for module in list(prepared.modules()):
+        for name, child in list(module.named_children()):
+            if isinstance(child, Gate):
+                setattr(module, name, e3nn_compile(child))
+    return prepared

@@ -13,10 +13,19 @@ Under periodic boundary conditions an atom may neighbour its own images, and sev
 the same atom. An edge is therefore identified by its atoms *and* its cell shift: the reverse of
 (i, j, S) is (j, i, −S), and two edges between the same atoms with different shifts are
 different edges.
+
+Models that read triplets (GemNet-T, DimeNet++) get them through
+:meth:`TripletIndexCache.graph_within_cutoff`, called by their ``prepare_graph``: the graph's
+pairs within the cutoff and their triplet indices, built on the whole (Verlet) edge list once per
+neighbour-list rebuild and restricted to the pairs within the cutoff at every call. Finding those
+pairs is the one step here that reads positions (without gradients).
 """
 
 import torch
 from torch import nn
+
+from eqff.data import keys
+from eqff.nn.geometry import within_cutoff
 
 
 def reverse_edges(edge_index: torch.Tensor, num_atoms: int, cell_shifts: torch.Tensor | None = None) -> torch.Tensor:
@@ -129,6 +138,36 @@ def triplet_slots(output_edges: torch.Tensor, num_edges: int) -> tuple[torch.Ten
     return slot, width
 
 
+def neighbourhood_slots(centre: torch.Tensor, num_atoms: int) -> torch.Tensor:
+    """Where each edge goes in a zero-padded per-atom layout (n, D, ...) of the edges of each atom.
+
+    The edges centred on one atom keep their order in the edge list. In a full neighbour list the
+    input edges of the triplets of an output edge (i, j) are the edges of atom j but the reverse
+    of (i, j), so a triplet k → j → i is the pair of slots (that of (j, i), that of (j, k)) of
+    atom j, and D, the largest number of edges of one atom, is the triplet width K of
+    :func:`triplet_slots` plus one (for any non-empty full neighbour list).
+
+    Unlike :func:`triplets` it uses only operations whose output sizes are known from the input
+    sizes, so that a compiled forward can build it.
+
+    Args:
+        centre: (E,) int64 centre atom of each edge (``edge_index[0]``).
+        num_atoms: n.
+
+    Returns:
+        (E,) int64 slot of each edge among those of its centre atom, so that
+        ``padded[centre, slot] = values`` fills an (n, D, ...) tensor.
+    """
+    by_centre = torch.sort(centre, stable=True)[1]  # (E,)
+    count = torch.zeros(num_atoms, dtype=centre.dtype, device=centre.device).index_add_(
+        0, centre, torch.ones_like(centre)
+    )  # (n,)
+    first = torch.cumsum(count, 0) - count  # (n,)
+    first_of_own_atom = first.index_select(0, centre.index_select(0, by_centre))  # (E,) in by_centre order
+    rank = torch.arange(centre.shape[0], device=centre.device) - first_of_own_atom  # (E,) in by_centre order
+    return torch.empty_like(centre).scatter_(0, by_centre, rank)  # (E,)
+
+
 def triplet_indices(
     edge_index: torch.Tensor, num_atoms: int, cell_shifts: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int, torch.Tensor]:
@@ -222,6 +261,33 @@ class TripletIndexCache(nn.Module):
             if cell_shifts is not None:
                 self.cell_shifts = cell_shifts.detach().clone()
         return self.input_edges, self.output_edges, self.slot, self.width, self.reverse
+
+    def graph_within_cutoff(self, graph: dict[str, torch.Tensor], cutoff: float) -> dict[str, torch.Tensor]:
+        """A copy of ``graph`` with only its pairs within ``cutoff`` (Å;
+        :func:`~eqff.nn.geometry.within_cutoff`) and their triplet indices under the keys
+        ``triplet_input_edges``, ``triplet_output_edges``, ``triplet_slots``, ``triplet_width``
+        and ``reverse_edges`` (:mod:`eqff.data.keys`): what the ``prepare_graph`` of a triplet
+        model returns.
+
+        The triplets are built on the whole edge list the graph came with, cached (this module's
+        ``forward``), and restricted to the pairs within the cutoff at each call
+        (:func:`restrict_triplets`): with a Verlet list they are built once per neighbour-list
+        rebuild rather than whenever a pair crosses the cutoff, which in a liquid is every MD step.
+        """
+        cell_shifts: torch.Tensor | None = None
+        if keys.CELL_SHIFTS in graph:
+            cell_shifts = graph[keys.CELL_SHIFTS]
+        num_atoms = graph[keys.ATOMIC_NUMBERS].shape[0]
+        input_edges, output_edges, slot, width, reverse = self(graph[keys.EDGE_INDEX], num_atoms, cell_shifts)
+        prepared, keep = within_cutoff(graph, cutoff)
+        if not bool(keep.all()):
+            input_edges, output_edges, slot, width, reverse = restrict_triplets(input_edges, output_edges, reverse, keep)
+        prepared[keys.TRIPLET_INPUT_EDGES] = input_edges
+        prepared[keys.TRIPLET_OUTPUT_EDGES] = output_edges
+        prepared[keys.TRIPLET_SLOTS] = slot
+        prepared[keys.TRIPLET_WIDTH] = input_edges.new_zeros(width)
+        prepared[keys.REVERSE_EDGES] = reverse
+        return prepared
 
 
 def _same(a: torch.Tensor, b: torch.Tensor) -> bool:

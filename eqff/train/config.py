@@ -125,15 +125,23 @@ class ModelConfig(_Section):
             hyperparameters must be those of this section; the model keeps the file's elements,
             and the training frames may hold only those. The energy offsets are refitted on the
             training frames before the first step (:func:`eqff.train.stats.refit_energy_offsets`).
+        committee_size: train this many models of ``architecture`` and ``hyperparameters``
+            together, from different random initial weights, as one committee
+            (:class:`eqff.models.committee.Committee`): its calculator gives their mean and, as
+            uncertainties, their spread. 1: one model.
     """
 
     architecture: str = "painn"
     hyperparameters: dict[str, Any] = Field(default_factory=dict)
     elements: list[int] | None = None
     initial_weights: str | None = None
+    committee_size: int = Field(1, ge=1)
 
     @model_validator(mode="after")
     def _known_architecture_and_arguments(self) -> "ModelConfig":
+        if self.architecture == "committee":
+            raise ValueError("train a committee with 'model.committee_size: K' and its members' architecture "
+                             "and hyperparameters, not with architecture 'committee'")
         if self.architecture not in ARCHITECTURES:
             raise ValueError(f"unknown architecture {self.architecture!r}; known: {sorted(ARCHITECTURES)}")
         allowed = set(inspect.signature(ARCHITECTURES[self.architecture]).parameters) - {"elements"}

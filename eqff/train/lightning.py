@@ -28,7 +28,7 @@ from eqff.train.augment import rotate_frames
 from eqff.train.config import OptimiserConfig, ScheduleConfig
 from eqff.train.loss import EnergyForceLoss
 from eqff.train.metrics import MEV, ErrorAccumulator
-from eqff.train.stats import FITTED_HYPERPARAMETERS
+from eqff.train.stats import fitted_values
 
 MONITOR = "val/forces_mae"
 """Validation force MAE per component, meV/Å (with the EMA weights when EMA is on), over the
@@ -184,9 +184,7 @@ class LitPotential(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[ELEMENTS_KEY] = list(self.model.elements)
-        checkpoint[FITTED_KEY] = {
-            key: value for key, value in self.model.hyperparameters.items() if key in FITTED_HYPERPARAMETERS
-        }
+        checkpoint[FITTED_KEY] = fitted_values(self.model.hyperparameters)
         if self.scheduler is not None:
             checkpoint["eqff_lr_scheduler"] = self.scheduler.state_dict()
 

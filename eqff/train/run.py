@@ -4,6 +4,7 @@ folder (:mod:`eqff.train.run_folder`), the Trainer (:mod:`eqff.train.trainer`) a
 model (:mod:`eqff.train.export`).
 """
 
+import inspect
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,7 @@ from eqff.data.frames import Frame
 from eqff.data.graph import collate
 from eqff.errors import element_names
 from eqff.model_file import read_model_file
-from eqff.models import architecture_name, build_model
+from eqff.models import ARCHITECTURES, Committee, architecture_name, build_model
 from eqff.potential import DTYPES
 from eqff.train.checkpoint import LAST_CHECKPOINT
 from eqff.train.config import ConfigError, DataConfig, RunConfig
@@ -35,7 +36,7 @@ from eqff.train.run_folder import (
     restore_metrics_if_nothing_was_logged,
 )
 from eqff.train.splits import random_split, write_json_atomic
-from eqff.train.stats import FITTED_HYPERPARAMETERS, energy_statistics, fitted_hyperparameters, refit_energy_offsets
+from eqff.train.stats import energy_statistics, fitted_hyperparameters, fitted_values, refit_energy_offsets
 from eqff.train.trainer import EpochStopwatch, build_trainer, find_callback
 
 SCALE_FIT_FRAMES = 32
@@ -112,7 +113,7 @@ def build_initial_model(config: RunConfig, train: list[Frame], resume: bool = Fa
     offsets and scale fitted to ``train`` and the hyperparameters that describe the data
     (:func:`~eqff.train.stats.fitted_hyperparameters`); a model with a ``fit_scales(graph)`` method
     (GemNet-T) also fits its internal scale factors on a batch of the first
-    :data:`SCALE_FIT_FRAMES` training frames.
+    :data:`SCALE_FIT_FRAMES` training frames (each member of a committee its own).
     """
     dtype = DTYPES[config.dtype]
     if resume:
@@ -127,14 +128,27 @@ def build_initial_model(config: RunConfig, train: list[Frame], resume: bool = Fa
     model = _new_model(config, elements, dtype, fitted)
     offsets, scale = energy_statistics(train, elements)
     model.scale_shift.set_statistics(offsets, scale)
-    if hasattr(model, "fit_scales"):
-        model.fit_scales(collate([frame_to_graph(frame, model.cutoff, dtype) for frame in train[:SCALE_FIT_FRAMES]]))
+    for member in model.members if isinstance(model, Committee) else [model]:
+        if hasattr(member, "fit_scales"):
+            member.fit_scales(collate([frame_to_graph(frame, model.cutoff, dtype) for frame in train[:SCALE_FIT_FRAMES]]))
     return model
 
 
 def _new_model(config: RunConfig, elements: list[int], dtype: torch.dtype, fitted: dict | None = None) -> nn.Module:
+    """A fresh model of the config's architecture, or a committee of ``model.committee_size`` of them."""
+    architecture = config.model.architecture
     hyperparameters = {**(fitted or {}), **config.model.hyperparameters, "elements": elements}
-    return build_model(config.model.architecture, hyperparameters).to(dtype)
+    if config.model.committee_size > 1:
+        default_cutoff = inspect.signature(ARCHITECTURES[architecture]).parameters["cutoff"].default
+        hyperparameters = {
+            "elements": hyperparameters.pop("elements"),
+            "cutoff": hyperparameters.pop("cutoff", default_cutoff),
+            "member_architecture": architecture,
+            "member_hyperparameters": hyperparameters,
+            "size": config.model.committee_size,
+        }
+        architecture = "committee"
+    return build_model(architecture, hyperparameters).to(dtype)
 
 
 def checkpoint_model_description(path: Path) -> tuple[list[int], dict]:
@@ -162,7 +176,7 @@ def load_initial_weights(config: RunConfig, train: list[Frame]) -> nn.Module:
             f"model.initial_weights {path}: the training frames hold {element_names(unknown)}, which the "
             f"pretrained model never saw (it knows {element_names(elements)}); train a new model instead"
         )
-    fitted = {key: value for key, value in content["hyperparameters"].items() if key in FITTED_HYPERPARAMETERS}
+    fitted = fitted_values(content["hyperparameters"])
     model = _new_model(config, config.model.elements or elements, DTYPES[config.dtype], fitted)
     expected = {"architecture": architecture_name(model), **model.hyperparameters}
     found = {"architecture": content["architecture"], **content["hyperparameters"]}
@@ -183,7 +197,11 @@ def check_devices(config: RunConfig) -> None:
 
 
 def train(
-    config: RunConfig, resume: bool = False, data_root: str | None = None, progress_bar: bool = True
+    config: RunConfig,
+    resume: bool = False,
+    data_root: str | None = None,
+    progress_bar: bool = True,
+    split: tuple[list[SourceFrames], dict] | None = None,
 ) -> TrainingResult | None:
     """Train as ``config`` says; return what was produced (``None`` on the non-zero ranks of DDP).
 
@@ -191,11 +209,15 @@ def train(
         resume: continue from ``checkpoints/last.ckpt`` (optimiser, schedule, EMA, early-stopping
             and timer state included); only ``training``, ``optimiser`` and ``schedule`` may differ.
         data_root: overrides ``data.root`` and ``$EQFF_DATA``.
+        split: the frames to train and validate on and their record for ``split.json``, instead
+            of the seeded split of ``config.data`` (:func:`split_frames`); the record's indices
+            must be those of the frames in the pools of ``config.data``. For frames chosen
+            otherwise (:mod:`eqff.active_learning`).
     """
     # Everything that can refuse the run (no data folder, a run folder in the way, initial
     # weights that do not fit) comes before the first write to the run folder.
     check_devices(config)
-    sources, record = split_frames(config, data_root)
+    sources, record = split or split_frames(config, data_root)
     train_frames = [frame for source in sources for frame in source.train]
     check_run_folder(config, resume)
     pl.seed_everything(config.seed, workers=True, verbose=False)

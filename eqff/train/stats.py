@@ -88,6 +88,13 @@ FITTED_HYPERPARAMETERS = ("average_num_neighbours",)
 """Constructor arguments computed from the training frames when the config does not set them."""
 
 
+def fitted_values(hyperparameters: dict) -> dict:
+    """The :data:`FITTED_HYPERPARAMETERS` among a model's hyperparameters (a committee's: among
+    its members', ``member_hyperparameters``)."""
+    hyperparameters = hyperparameters.get("member_hyperparameters") or hyperparameters
+    return {key: value for key, value in hyperparameters.items() if key in FITTED_HYPERPARAMETERS}
+
+
 def average_num_neighbours(frames: list[Frame], cutoff: float) -> float:
     """The mean number of neighbours within ``cutoff`` (Å) per atom over all ``frames``."""
     pairs = sum(neighbour_list(f.positions, f.cell, f.pbc, cutoff)[0].shape[1] for f in frames)
