@@ -217,18 +217,27 @@ def _trained_committee(config: RunConfig, split: tuple[list[SourceFrames], dict]
     return model, path, float(content["metadata"]["training_time_s"])
 
 
+def uncertainty_against_error(predictions: CommitteePredictions, frames: Sequence[Frame]) -> tuple[float, float]:
+    """How well a committee's force uncertainty ranks its errors on labelled ``frames``: Spearman's
+    rank correlation of each frame's force uncertainty and force error (:func:`frame_forces_errors`),
+    and the frames' mean force uncertainty in meV/Å."""
+    frame_errors = frame_forces_errors(predictions.forces, frames)
+    spearman = float(spearmanr(predictions.forces_uncertainty, frame_errors).statistic)
+    return spearman, float(predictions.forces_uncertainty.mean() / MEV)
+
+
 def _tested(model: nn.Module, test: list[Frame], strategy: str, num_labelled: int, seconds: float, path: Path) -> RoundResult:
     predictions = committee_predictions(model, test)
     forces_errors = np.concatenate(predictions.forces) - np.concatenate([frame.forces for frame in test])
     energy_errors = predictions.energies - np.array([frame.energy for frame in test])
-    frame_errors = frame_forces_errors(predictions.forces, test)
+    spearman, mean_forces_uncertainty = uncertainty_against_error(predictions, test)
     return RoundResult(
         strategy=strategy,
         num_labelled=num_labelled,
         forces_mae=float(np.abs(forces_errors).mean() / MEV),
         energy_mae=float(np.abs(energy_errors).mean() / MEV),
-        spearman=float(spearmanr(predictions.forces_uncertainty, frame_errors).statistic),
-        mean_forces_uncertainty=float(predictions.forces_uncertainty.mean() / MEV),
+        spearman=spearman,
+        mean_forces_uncertainty=mean_forces_uncertainty,
         training_seconds=seconds,
         model=str(path),
     )

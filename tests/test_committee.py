@@ -20,7 +20,7 @@ from ase.calculators.singlepoint import SinglePointCalculator
 from ase.io import read, write
 
 from eqff import EqffCalculator
-from eqff.active_learning import committee_predictions, learning_curve, most_uncertain
+from eqff.active_learning import committee_predictions, learning_curve, most_uncertain, uncertainty_against_error
 from eqff.cli import main
 from eqff.data import keys
 from eqff.data.frames import Frame
@@ -347,6 +347,20 @@ def test_select_command_picks_the_most_uncertain_frames(tmp_path, committee_file
     assert [atoms.info["pool_index"] for atoms in chosen] == expected
     np.testing.assert_allclose(chosen[0].positions, pool[expected[0]].positions, rtol=0, atol=1e-7)
     assert "eqff select: model" in capsys.readouterr().out
+
+
+def test_evaluate_reports_how_the_uncertainty_ranks_the_errors(tmp_path, committee_file, capsys):
+    committee, _ = load_model(committee_file)
+    pool = toy_pool(9, make_committee(elements=[1, 6, 8], seed=1))
+    write(tmp_path / "labelled.xyz", pool)
+    frames = [Frame.from_atoms(atoms, atoms.get_potential_energy(), atoms.get_forces()) for atoms in pool]
+    spearman, mean_uncertainty = uncertainty_against_error(committee_predictions(committee, frames), frames)
+    assert main(["evaluate", str(committee_file), "--extxyz", str(tmp_path / "labelled.xyz"),
+                 "--json", str(tmp_path / "errors.json")]) == 0  # fmt: skip
+    report = json.loads((tmp_path / "errors.json").read_text())
+    assert report["uncertainty_error_spearman"] == pytest.approx(spearman, abs=1e-6)
+    assert report["forces_uncertainty_mean_meV_per_A"] == pytest.approx(mean_uncertainty, rel=1e-6)
+    assert f"Spearman rank correlation of each frame's force uncertainty and force error {spearman:.3f}" in capsys.readouterr().out
 
 
 def test_learning_curve_on_a_toy_pool(tmp_path):

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from eqff.active_learning import committee_predictions, uncertainty_against_error
 from eqff.data.frames import Frame
 from eqff.data.md17 import MOLECULES
 from eqff.data.units import CODATA_RELEASE, KCAL_PER_MOL
@@ -120,6 +121,12 @@ def run(args: argparse.Namespace) -> int:
                   f"{report[f'{quantity}_rmse_{suffix}']:>10.3f}")
     print(f"frames   {report['num_frames']} (energy errors per molecule, force errors per component; "
           f"1 kcal/mol = {KCAL_PER_MOL:.7f} eV, {CODATA_RELEASE})")
+    if hasattr(model, "num_members"):
+        frames = [frame for _, group, _ in groups for frame in group]
+        spearman, mean_uncertainty = uncertainty_against_error(committee_predictions(model, frames, args.batch_size), frames)
+        report.update(forces_uncertainty_mean_meV_per_A=mean_uncertainty, uncertainty_error_spearman=spearman)
+        print(f"committee of {model.num_members}: mean force uncertainty {mean_uncertainty:.3f} meV/Å; Spearman "
+              f"rank correlation of each frame's force uncertainty and force error {spearman:.3f}")
     if args.json:
         content = {"model": str(args.model), "data": "; ".join(d for _, _, d in groups), **report}
         if len(groups) > 1:
