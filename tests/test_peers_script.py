@@ -1,7 +1,8 @@
 """``eqff/peers``: the peer-timing script and the script that makes its virtual environment.
 
-The runs of ``time_peer.py`` need the peers venv (``eqff/peers/create_venv.sh PATH``); they are
-skipped unless ``EQFF_PEERS_PYTHON`` names that venv's python.
+The runs of ``time_peer.py`` need the peers venv (``eqff/peers/create_venv.sh PATH``), or for
+NequIP its own (``eqff/peers/create_nequip_venv.sh PATH``); they are skipped unless
+``EQFF_PEERS_PYTHON`` (``EQFF_NEQUIP_PYTHON``) names that venv's python.
 """
 
 import json
@@ -16,12 +17,14 @@ import pytest
 from ase.build import molecule
 from ase.calculators.singlepoint import SinglePointCalculator
 
-from eqff.peers.run import time_peer_training_step
+from eqff.peers import train_peer
+from eqff.peers.run import time_peer_command, time_peer_training_step
 
 PEERS_DIR = Path(__file__).resolve().parents[1] / "eqff" / "peers"
 TIME_PEER = PEERS_DIR / "time_peer.py"
 CREATE_VENV = PEERS_DIR / "create_venv.sh"
 PEERS_PYTHON = os.environ.get("EQFF_PEERS_PYTHON")
+NEQUIP_PYTHON = os.environ.get("EQFF_NEQUIP_PYTHON")
 
 WATER_XYZ = """3
 water, positions in Å
@@ -33,14 +36,27 @@ H 0.000 -0.763 -0.477
 needs_peers_venv = pytest.mark.skipif(
     not PEERS_PYTHON, reason="EQFF_PEERS_PYTHON is not set (make the venv with eqff/peers/create_venv.sh PATH)"
 )
+needs_nequip_venv = pytest.mark.skipif(
+    not NEQUIP_PYTHON,
+    reason="EQFF_NEQUIP_PYTHON is not set (make the venv with eqff/peers/create_nequip_venv.sh PATH)",
+)
+TINY_NEQUIP = {"num_layers": 2, "l_max": 1, "num_features": 8}
+"""A NequIP small enough to build and call in seconds."""
 
 
-def run_time_peer(*args: str) -> subprocess.CompletedProcess:
-    """``time_peer.py`` run by the peers venv's python on one thread."""
+def run_time_peer(*args: str, python: str | None = PEERS_PYTHON) -> subprocess.CompletedProcess:
+    """``time_peer.py`` run by a peer venv's python (the peers venv's unless given) on one thread."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run(
-        [PEERS_PYTHON, str(TIME_PEER), *args], capture_output=True, text=True, env=env, timeout=600
-    )
+    return subprocess.run([python, str(TIME_PEER), *args], capture_output=True, text=True, env=env, timeout=600)
+
+
+@pytest.fixture
+def time_peer_module(monkeypatch):
+    """``time_peer.py`` imported as its peers' pythons run it: with its own folder on ``sys.path``."""
+    monkeypatch.syspath_prepend(str(PEERS_DIR))
+    import time_peer
+
+    return time_peer
 
 
 def test_time_peer_compiles_and_does_not_import_eqff():
@@ -121,3 +137,36 @@ def test_time_peer_refuses_a_training_step_without_labels(tmp_path):
     assert result.returncode != 0
     assert result.stdout == ""
     assert "labelled with energy and forces" in result.stderr
+
+
+def test_nequip_is_timed_at_the_size_it_is_trained_at(time_peer_module):
+    trained = {key: value for key, value in train_peer.NEQUIP_RMD17_MODEL.items() if key not in ("model_dtype", "seed")}
+    assert time_peer_module.PEERS["nequip"].defaults == trained
+    description = time_peer_module.nequip_description(trained)
+    assert description.startswith("NequIP (rMD17 size, Batzner et al. 2022): 5 layers, l_max 3 with both parities, 64")
+    assert "size as given" in time_peer_module.nequip_description({**trained, "num_features": 8})
+
+
+def test_nequip_training_steps_are_refused(time_peer_module, tmp_path):
+    structure = tmp_path / "water.xyz"
+    structure.write_text(WATER_XYZ)
+    with pytest.raises(SystemExit):
+        time_peer_module.parse_args(["--peer", "nequip", "--structure", str(structure), "--training-step"])
+    with pytest.raises(ValueError, match="per call only"):
+        time_peer_command("python", "nequip", structure, "float32", 1, training_step=True)
+
+
+@needs_nequip_venv
+def test_time_peer_times_nequip_through_its_calculator(tmp_path):
+    structure = tmp_path / "water.xyz"
+    structure.write_text(WATER_XYZ)
+    result = run_time_peer("--peer", "nequip", "--structure", str(structure), "--repeats", "1",
+                           "--hyperparameters", json.dumps(TINY_NEQUIP), python=NEQUIP_PYTHON)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    [line] = result.stdout.splitlines()
+    record = json.loads(line)
+    assert record["peer"] == "nequip" and record["ms"] > 0 and record["atoms"] == 3
+    assert record["torch_threads"] == 1
+    assert set(record["versions"]) == {"nequip", "torch"}
+    assert record["description"].startswith("NequIP (size as given): 2 layers, l_max 1 with both parities, 8 features")
+    assert "NequIPCalculator" in record["description"]

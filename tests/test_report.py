@@ -1,18 +1,25 @@
 """``eqff report``: its table and ratios on hand-made numbers, its refusals, and a tiny run end to end."""
 
+import argparse
 import json
 import os
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from eqff.cli import main
-from eqff.commands.report import format_markdown, format_text, speed_ratios, table
+from eqff.commands.report import (
+    add_arguments, format_markdown, format_text, in_taxonomy_order, model_architecture, peer_python, speed_ratios,
+    table, timed_peers, with_taxonomy,
+)  # fmt: skip
 from eqff.errors import ModelFileError
 from eqff.model_file import resolve_model_path, save_model
+from eqff.models import build_model
 from eqff.report.measurements import NVEResult, NVTResult, training_data
 from eqff.peers.run import check_peers_python
+from tiny_models import TINY
 
 DATA_ROOT = os.environ.get("EQFF_DATA", "/work/shared/data")
 HAVE_ETHANOL = (Path(DATA_ROOT) / "rmd17" / "splits" / "rmd17_ethanol_test_01.npz").is_file()
@@ -42,9 +49,11 @@ def test_table_has_a_row_per_model_then_per_peer_and_dashes_where_a_peer_was_not
 
 def test_speed_ratio_is_the_peers_time_over_the_models():
     speeds = {"m": {"aspirin": 2.0, "water-1029": 300.0}, "MACE (peer)": {"aspirin": 20.0, "water-1029": 900.0}}
-    assert speed_ratios(["m"], speeds) == ["speed-up of m over MACE (peer): 10.0× on aspirin, 3.0× on water-1029"]
+    assert speed_ratios(["m"], speeds) == [
+        "speed-up of m over MACE (peer): 10.0× on aspirin (ms ratio 0.1), 3.0× on water-1029 (ms ratio 0.33)"
+    ]
     del speeds["MACE (peer)"]["water-1029"]  # a peer timed on aspirin only
-    assert speed_ratios(["m"], speeds) == ["speed-up of m over MACE (peer): 10.0× on aspirin"]
+    assert speed_ratios(["m"], speeds) == ["speed-up of m over MACE (peer): 10.0× on aspirin (ms ratio 0.1)"]
 
 
 def test_a_model_not_trained_on_rmd17_is_refused_with_its_training_data_named(tmp_path, painn_model):
@@ -60,15 +69,30 @@ def test_a_model_not_trained_on_rmd17_is_refused_with_its_training_data_named(tm
 def test_a_missing_peers_environment_says_how_to_create_it(tmp_path):
     with pytest.raises(SystemExit, match="create_venv.sh"):
         check_peers_python(tmp_path / "nowhere" / "bin" / "python")
+    with pytest.raises(SystemExit, match="create_nequip_venv.sh.*--nequip-python"):
+        check_peers_python(tmp_path / "nowhere" / "bin" / "python", "nequip")
+
+
+def test_nequip_is_timed_by_its_own_environments_python_beside_the_other_peers():
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["--peers", "--nequip", "--peers-python", "peers/python",
+                              "--nequip-python", "nequip/python"])  # fmt: skip
+    assert timed_peers(args) == ("mace", "schnetpack-painn", "nequip")
+    assert [peer_python(args, peer) for peer in timed_peers(args)] == ["peers/python", "peers/python", "nequip/python"]
+    assert timed_peers(parser.parse_args(["--nequip"])) == ("nequip",)
+    assert timed_peers(parser.parse_args([])) == ()
 
 
 @pytest.mark.skipif(not HAVE_ETHANOL, reason="rMD17 ethanol not found (set EQFF_DATA)")
 def test_a_tiny_report_of_a_shipped_potential_prints_its_table_and_writes_its_files(tmp_path, capsys, card_test_maes):
     argv = ["report", "painn-ethanol", "--systems", "aspirin", "--repeats", "1", "--rounds", "1",
             "--nve-ps", "0.01", "--nvt-ps", "0.1", "--data", DATA_ROOT, "--output", str(tmp_path)]  # fmt: skip
-    peers_python = os.environ.get("EQFF_PEERS_PYTHON")
+    peers_python, nequip_python = os.environ.get("EQFF_PEERS_PYTHON"), os.environ.get("EQFF_NEQUIP_PYTHON")
     if peers_python:
         argv += ["--peers", "--peers-python", peers_python]
+    if nequip_python:
+        argv += ["--nequip", "--nequip-python", nequip_python]
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "painn-ethanol" in out and "ethanol" in out
@@ -84,3 +108,42 @@ def test_a_tiny_report_of_a_shipped_potential_prints_its_table_and_writes_its_fi
     assert record["nve_angular_momentum_drift_hbar_per_ps"] < 1e-6
     if peers_python:
         assert "MACE (peer)" in out and "speed-up of painn-ethanol over MACE (peer)" in out
+    if nequip_python:
+        assert "speed-up of painn-ethanol over NequIP (peer)" in out and "ms ratio" in out
+
+
+def test_taxonomy_orders_models_by_message_then_features_and_adds_both_columns_after_the_name():
+    architectures = {"segnn-x": "segnn", "schnet-x": "schnet", "egnn-x": "egnn", "painn-x": "painn"}
+    models = in_taxonomy_order(list(architectures), architectures)
+    assert models == ["schnet-x", "painn-x", "egnn-x", "segnn-x"]
+    rows = [["model", "molecule"], *([model, "ethanol"] for model in models), ["MACE (peer)", "—"]]
+    extended = with_taxonomy(rows, architectures)
+    assert extended[0] == ["model", "message", "features", "molecule"]
+    assert extended[1] == ["schnet-x", "linear", "R³", "ethanol"]
+    assert extended[4] == ["segnn-x", "non-linear", "steerable SE(3)", "ethanol"]
+    assert extended[5] == ["MACE (peer)", "—", "—", "—"]
+
+
+def test_a_committee_sits_in_the_taxonomy_of_its_members(tmp_path):
+    committee = build_model("committee", {"elements": [1, 6, 8], "cutoff": 4.0, **TINY["committee"]})
+    assert model_architecture(str(save_model(tmp_path / "committee.eqff", committee))) == "painn"
+
+
+@pytest.mark.skipif(not HAVE_ETHANOL, reason="rMD17 ethanol not found (set EQFF_DATA)")
+def test_a_tiny_taxonomy_report_of_random_models_lists_them_in_taxonomy_order(tmp_path, monkeypatch):
+    monkeypatch.setattr("eqff.commands.report.COMPILE_SECONDS", {})  # time them eagerly: compiling takes longer
+    ethanol = {"dataset": [{"dataset": "rmd17", "molecule": "ethanol", "split": 1}]}
+    files = []
+    for architecture in ("egnn", "schnet"):  # given non-linear first: the report puts the linear SchNet first
+        torch.manual_seed(0)
+        model = build_model(architecture, {"elements": [1, 6, 8], "cutoff": 4.0, **TINY[architecture]})
+        files.append(str(save_model(tmp_path / f"{architecture}.eqff", model, ethanol)))
+    argv = ["report", *files, "--taxonomy", "--systems", "aspirin", "--repeats", "1", "--rounds", "1",
+            "--nve-ps", "0.005", "--nvt-ps", "0.05", "--data", DATA_ROOT, "--output", str(tmp_path)]  # fmt: skip
+    assert main(argv) == 0
+    table_lines = (tmp_path / "report.md").read_text().splitlines()
+    assert table_lines[0].startswith("| model | message | features | molecule |")
+    assert table_lines[2].startswith(f"| {files[1]} | linear | R³ | ethanol |")
+    assert table_lines[3].startswith(f"| {files[0]} | non-linear | R³ | ethanol |")
+    record = json.loads((tmp_path / "report.json").read_text())["models"]
+    assert list(record) == [files[1], files[0]] and record[files[0]]["message"] == "non-linear"

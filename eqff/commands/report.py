@@ -6,7 +6,11 @@ on a 1,029-atom water box (``eqff bench`` rows, float32, each in a fresh process
 architectures the calculator compiles in runs longer than a few minutes); an NVE run
 (float64) and an NVT run at 500 K (float32) of its molecule (see :mod:`eqff.report.measurements`). With
 ``--peers``, MACE and SchNetPack's PaiNN at random weights are timed on the same systems in their
-own virtual environment, in turn with eqff's models, so the speed ratios are measured here.
+own virtual environment, and with ``--nequip`` NequIP at its rMD17 size in its own, in turn with
+eqff's models, so the speed ratios are measured here. With ``--taxonomy``, the rows are ordered by
+the lecture's two questions (:mod:`eqff.models.taxonomy`): linear convolution or non-linear
+message, then features on R³, on R³×S² or steerable, and the two answers are printed beside the
+model's name.
 
 Writes ``report.md`` (the table), ``report.json`` and the plots ``speed.png``, ``nve.png`` and
 ``nvt.png`` into ``--output``.
@@ -25,12 +29,15 @@ import torch
 from eqff.allocator import retain_freed_memory
 from eqff.compilation import COMPILE_SECONDS
 from eqff.commands.bench import run_in_fresh_process, time_row
-from eqff.model_file import load_model, shipped_potentials
+from eqff.model_file import load_model, read_model_file, shipped_potentials
+from eqff.models.taxonomy import TAXONOMY, Taxonomy, taxonomy_order
 from eqff.report.measurements import (
     NVE_DTYPE, NVT_DTYPE, TIMESTEP, NVEResult, NVTResult, errors_on_test_set, nve_drift, nvt_stability, rotation_error,
     training_data,
 )  # fmt: skip
-from eqff.peers.run import DEFAULT_PEERS_PYTHON, PEER_LABELS, PEERS, check_peers_python, time_peer
+from eqff.peers.run import (
+    DEFAULT_NEQUIP_PYTHON, DEFAULT_PEERS_PYTHON, NEQUIP, PEER_LABELS, PEERS, check_peers_python, time_peer,
+)  # fmt: skip
 from eqff.report.plots import plot_nve, plot_nvt, plot_speed
 from eqff.md.systems import WATER_BOXES, benchmark_system
 
@@ -51,11 +58,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rounds", type=int, default=2,
                         help="speed measurements per model and system, taken in turn; the median is reported")  # fmt: skip
     parser.add_argument("--peers", action="store_true", help="also time MACE and SchNetPack's PaiNN (random weights)")
+    parser.add_argument("--nequip", action="store_true",
+                        help="also time NequIP at its rMD17 size (random weights) in its own environment")  # fmt: skip
     parser.add_argument("--peer-systems", nargs="+", default=["aspirin"], choices=["aspirin", *WATER_BOXES],
-                        help="systems the peers are timed on (default: %(default)s; MACE at its rMD17 size took "
-                        "about 90 s per call on 1,029 atoms on a 2-core CPU)")  # fmt: skip
+                        help="systems the peers are timed on (default: %(default)s; MACE and NequIP at their rMD17 "
+                        "sizes took about 90 s and 180 s per call on 1,029 atoms on a 2-core CPU)")  # fmt: skip
     parser.add_argument("--peers-python", default=DEFAULT_PEERS_PYTHON,
                         help="Python of the peers' environment (default: $EQFF_PEERS_PYTHON or %(default)s)")  # fmt: skip
+    parser.add_argument("--nequip-python", default=DEFAULT_NEQUIP_PYTHON,
+                        help="Python of NequIP's environment (default: $EQFF_NEQUIP_PYTHON or %(default)s)")  # fmt: skip
+    parser.add_argument("--taxonomy", action="store_true",
+                        help="order the models by message kind (linear convolution or non-linear) and feature space "
+                        "(R³, R³×S², steerable), and show both beside each model")  # fmt: skip
     parser.add_argument("--data", help="data folder holding rmd17/ (default: $EQFF_DATA)")
     parser.add_argument("--output", type=Path, default=Path("report"), help="folder for the table and plots")
 
@@ -79,12 +93,48 @@ def measure_speeds(args: argparse.Namespace, models: list[str], peers: tuple[str
                 samples[model][system].append(ms)
                 print(f"  round {round_}: {model:<24} {system:<11} {ms:9.2f} ms", flush=True)
             for peer in peers if system in args.peer_systems else ():
-                record = time_peer(args.peers_python, peer, atoms, SPEED_DTYPE, args.repeats)
+                record = time_peer(peer_python(args, peer), peer, atoms, SPEED_DTYPE, args.repeats)
                 samples[PEER_LABELS[peer]][system].append(record["ms"])
                 if round_ == 1 and system == args.peer_systems[0]:
                     print(f"  {PEER_LABELS[peer]}: {record['description']}; versions {record['versions']}")
                 print(f"  round {round_}: {PEER_LABELS[peer]:<24} {system:<11} {record['ms']:9.2f} ms", flush=True)
     return {name: {system: float(np.median(values)) for system, values in rows.items()} for name, rows in samples.items()}
+
+
+def timed_peers(args: argparse.Namespace) -> tuple[str, ...]:
+    """The peers ``--peers`` and ``--nequip`` ask for."""
+    return (*(PEERS if args.peers else ()), *((NEQUIP,) if args.nequip else ()))
+
+
+def peer_python(args: argparse.Namespace, peer: str) -> str:
+    """The Python of ``peer``'s environment: ``--nequip-python`` for NequIP, ``--peers-python`` for the others."""
+    return args.nequip_python if peer == NEQUIP else args.peers_python
+
+
+def model_architecture(model: str) -> str:
+    """The architecture of ``model`` (a model file or shipped potential); a committee's is its members'."""
+    content = read_model_file(model)
+    if content["architecture"] == "committee":
+        return content["hyperparameters"]["member_architecture"]
+    return content["architecture"]
+
+
+def in_taxonomy_order(models: list[str], architectures: dict[str, str]) -> list[str]:
+    """``models`` ordered by :func:`eqff.models.taxonomy.taxonomy_order` of their architectures; those of one
+    architecture in the order given."""
+    return sorted(models, key=lambda model: taxonomy_order(architectures[model]))
+
+
+def with_taxonomy(rows: list[list[str]], architectures: dict[str, str]) -> list[list[str]]:
+    """The table ``rows`` (header first) with the message kind and feature space of each model's
+    architecture after its name; dashes in the peers' rows."""
+    header, *body = rows
+    extended = [[header[0], "message", "features", *header[1:]]]
+    for name, *cells in body:
+        taxonomy: Taxonomy | None = TAXONOMY[architectures[name]] if name in architectures else None
+        answers = [taxonomy.message, taxonomy.features] if taxonomy else ["—", "—"]
+        extended.append([name, *answers, *cells])
+    return extended
 
 
 def _cell(value: float | None, digits: int) -> str:
@@ -132,11 +182,13 @@ def format_markdown(rows: list[list[str]]) -> str:
 
 
 def speed_ratios(models: list[str], speeds: dict[str, dict[str, float]]) -> list[str]:
-    """One line per model and peer: the peer's ms per call divided by the model's, on each system."""
+    """One line per model and peer: the peer's ms per call divided by the model's, on each system,
+    and in brackets the model's divided by the peer's."""
     lines = []
     for model in models:
         for label in [name for name in speeds if name not in models]:
-            ratios = ", ".join(f"{speeds[label][system] / speeds[model][system]:.1f}× on {system}"
+            ratios = ", ".join(f"{speeds[label][system] / speeds[model][system]:.1f}× on {system} "
+                               f"(ms ratio {speeds[model][system] / speeds[label][system]:.2g})"
                                for system in speeds[model] if system in speeds[label])  # fmt: skip
             lines.append(f"speed-up of {model} over {label}: {ratios}")
     return lines
@@ -145,10 +197,13 @@ def speed_ratios(models: list[str], speeds: dict[str, dict[str, float]]) -> list
 def run(args: argparse.Namespace) -> int:
     retain_freed_memory()  # this process is eqff's own: see eqff.allocator
     models = args.models or shipped_potentials()
-    peers = PEERS if args.peers else ()
+    architectures = {model: model_architecture(model) for model in models}
+    if args.taxonomy:
+        models = in_taxonomy_order(models, architectures)
+    peers = timed_peers(args)
     data = {model: training_data(model) for model in models}
-    if peers:
-        check_peers_python(args.peers_python)
+    for peer in peers:
+        check_peers_python(peer_python(args, peer), peer)
     print(f"eqff report: {len(models)} models{' and peers ' + ', '.join(peers) if peers else ''}; "
           f"host {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads")
@@ -163,6 +218,8 @@ def run(args: argparse.Namespace) -> int:
         nve[model] = nve_drift(model, data[model], args.nve_ps, args.data)
         nvt[model] = nvt_stability(model, data[model], args.nvt_ps, args.data)
     rows = table(models, {m: d.molecule for m, d in data.items()}, errors, speeds, nve, nvt)
+    if args.taxonomy:
+        rows = with_taxonomy(rows, architectures)
     args.output.mkdir(parents=True, exist_ok=True)
     plot_speed(args.output / "speed.png", speeds)
     plot_nve(args.output / "nve.png", nve)
@@ -176,7 +233,9 @@ def run(args: argparse.Namespace) -> int:
     ratio_list = "\n".join(f"- {line}" for line in ratios)
     (args.output / "report.md").write_text("\n\n".join([format_markdown(rows), conditions, ratio_list]).strip() + "\n")
     (args.output / "report.json").write_text(json.dumps({
-        "models": {model: {"molecule": data[model].molecule, "split": data[model].split, "test_errors": errors[model],
+        "models": {model: {"architecture": architectures[model], "message": TAXONOMY[architectures[model]].message,
+                           "features": TAXONOMY[architectures[model]].features,
+                           "molecule": data[model].molecule, "split": data[model].split, "test_errors": errors[model],
                            "ms_per_call": speeds[model], "nve_drift_meV_per_atom_per_ps": nve[model].drift,
                            "nve_fluctuation_meV_per_atom": nve[model].fluctuation,
                            "nve_angular_momentum_drift_hbar_per_ps": nve[model].angular_momentum_drift,

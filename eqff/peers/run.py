@@ -1,4 +1,4 @@
-"""Run ``time_peer.py`` in the peers' virtual environment and read back its timing.
+"""Run ``time_peer.py`` in a peer's virtual environment and read back its timing.
 
 Structures are handed over as an extended-XYZ file (cell, pbc and any energy and forces labels
 included), so the peers' environment needs nothing from eqff.
@@ -16,26 +16,37 @@ from ase.io import write
 
 TIME_PEER_SCRIPT = Path(__file__).resolve().parent / "time_peer.py"
 CREATE_VENV_SCRIPT = Path(__file__).resolve().parent / "create_venv.sh"
+CREATE_NEQUIP_VENV_SCRIPT = Path(__file__).resolve().parent / "create_nequip_venv.sh"
 PEERS = ("mace", "schnetpack-painn")
-"""The peers ``time_peer.py`` knows: MACE at its rMD17 size and SchNetPack's PaiNN at its default size."""
-PEER_LABELS = {"mace": "MACE (peer)", "schnetpack-painn": "SchNetPack PaiNN (peer)"}
+"""The peers of the peers' environment (``create_venv.sh``) that ``time_peer.py`` knows, timed per
+call and per training step: MACE at its rMD17 size and SchNetPack's PaiNN at its default size."""
+NEQUIP = "nequip"
+"""The peer of NequIP's own environment (``create_nequip_venv.sh``), timed per call: NequIP at
+its rMD17 size (``NEQUIP_RMD17_MODEL`` of ``train_peer.py``, the size ``eqff train-peer`` trains)."""
+PEER_LABELS = {"mace": "MACE (peer)", "schnetpack-painn": "SchNetPack PaiNN (peer)", NEQUIP: "NequIP (peer)"}
 DEFAULT_PEERS_PYTHON = os.environ.get("EQFF_PEERS_PYTHON", ".peers-venv/bin/python")
 """The peers' Python unless a command is given another: ``$EQFF_PEERS_PYTHON``, else the venv
 ``.peers-venv`` in the working folder."""
+DEFAULT_NEQUIP_PYTHON = os.environ.get("EQFF_NEQUIP_PYTHON", ".nequip-venv/bin/python")
+"""NequIP's Python unless a command is given another: ``$EQFF_NEQUIP_PYTHON``, else the venv
+``.nequip-venv`` in the working folder."""
 
 
-def missing_peers_python(python: str | Path) -> str | None:
-    """``None`` if ``python`` is a file; otherwise a message that says how to make the peers' environment."""
+def missing_peers_python(python: str | Path, peer: str = PEERS[0]) -> str | None:
+    """``None`` if ``python`` is a file; otherwise a message that says how to make ``peer``'s environment."""
     path = Path(python)
     if path.is_file():
         return None
+    if peer == NEQUIP:
+        return (f"no Python at {path}: create NequIP's environment with "
+                f"`bash {CREATE_NEQUIP_VENV_SCRIPT} {path.parent.parent}` (or give --nequip-python)")  # fmt: skip
     return (f"no Python at {path}: create the peers' environment with "
             f"`bash {CREATE_VENV_SCRIPT} {path.parent.parent}` (or give --peers-python)")  # fmt: skip
 
 
-def check_peers_python(python: str | Path) -> Path:
-    """``python`` as a Path if it is an executable file; a ``SystemExit`` that says how to make one otherwise."""
-    message = missing_peers_python(python)
+def check_peers_python(python: str | Path, peer: str = PEERS[0]) -> Path:
+    """``python`` as a Path if it is a file; a ``SystemExit`` that says how to make ``peer``'s environment otherwise."""
+    message = missing_peers_python(python, peer)
     if message:
         raise SystemExit(f"error: {message}")
     return Path(python)
@@ -50,8 +61,10 @@ def time_peer_command(python: str | Path, peer: str, structure: Path, dtype: str
                       training_step: bool = False, threads: int | None = None,
                       hyperparameters: dict | None = None) -> list[str]:  # fmt: skip
     """The command line that runs ``time_peer.py`` under ``python`` (see its docstring for the options)."""
-    if peer not in PEERS:
-        raise ValueError(f"unknown peer {peer!r}; known: {', '.join(PEERS)}")
+    if peer not in (*PEERS, NEQUIP):
+        raise ValueError(f"unknown peer {peer!r}; known: {', '.join((*PEERS, NEQUIP))}")
+    if training_step and peer not in PEERS:
+        raise ValueError(f"{peer} is timed per call only; training steps: {', '.join(PEERS)}")
     command = [str(python), str(TIME_PEER_SCRIPT), "--peer", peer, "--structure", str(structure),
                "--dtype", dtype, "--repeats", str(repeats)]  # fmt: skip
     if training_step:
@@ -81,7 +94,8 @@ def run_time_peer(frames: list[Atoms], command_for: Callable[[Path], list[str]])
 
 
 def time_peer(python: str | Path, peer: str, atoms: Atoms, dtype: str, repeats: int) -> dict:
-    """Median ms per energy+forces call of ``peer`` on ``atoms``, timed by ``time_peer.py`` under ``python``.
+    """Median ms per energy+forces call of ``peer`` (one of :data:`PEERS` or :data:`NEQUIP`) on ``atoms``,
+    timed by ``time_peer.py`` under ``python`` (the peer's environment's).
 
     Returns the script's JSON record (``ms``, ``atoms``, ``versions``, ``description``, ...).
 

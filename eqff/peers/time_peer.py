@@ -1,19 +1,20 @@
 """Time one peer force field, at random weights, per energy+forces call or per training step on CPU.
 
-Run by the peers venv's python (made by ``eqff/peers/create_venv.sh``), never by eqff's own: the
-peers pin dependencies that clash with eqff's, so this script does not import eqff. ``eqff report
---peers`` and ``eqff bench --training-step`` run it as a subprocess, in the same run as eqff's own
-timings.
+Run by a peer's own venv's python, never by eqff's: MACE and SchNetPack's PaiNN by that of the
+peers' venv (made by ``eqff/peers/create_venv.sh``), NequIP by that of its own (made by
+``eqff/peers/create_nequip_venv.sh``). The peers pin dependencies that clash with eqff's, so this
+script does not import eqff. ``eqff report --peers/--nequip`` and ``eqff bench --training-step``
+run it as a subprocess, in the same run as eqff's own timings.
 
 Usage::
 
-    python time_peer.py --peer {mace,schnetpack-painn} --structure FILE \\
+    python time_peer.py --peer {mace,nequip,schnetpack-painn} --structure FILE \\
         --dtype {float32,float64} --repeats N [--training-step] [--threads N] \\
         [--hyperparameters JSON]
 
 ``--hyperparameters`` overrides entries of the peer's default size (:data:`MACE_RMD17`,
-:data:`PAINN_DEFAULT`), e.g. ``'{"n_rbf": 8}'``; ``--threads`` sets ``torch.set_num_threads``
-(default: torch's own choice).
+:data:`NEQUIP_RMD17`, :data:`PAINN_DEFAULT`), e.g. ``'{"n_rbf": 8}'``; ``--threads`` sets
+``torch.set_num_threads`` (default: torch's own choice). NequIP is timed per call only.
 
 Each peer is built at random weights (``torch.manual_seed(0)``) for the elements H, C, N, O. Per
 call (without ``--training-step``), it is called through its own ASE calculator, as a user would
@@ -26,6 +27,11 @@ run it, so the time includes the peer's own neighbour list and data conversion:
   through ``schnetpack.interfaces.SpkCalculator`` with SchNetPack's fastest neighbour list for
   this protocol, ``SkinNeighborList`` around ``MatScipyNeighborList`` (see
   :func:`painn_neighbour_list`).
+- ``nequip``: NequIP at the size of its rMD17 models (see :data:`NEQUIP_RMD17`), in eager mode,
+  through ``nequip.integrations.ase.NequIPCalculator`` with the transforms NequIP's own loaders
+  give it (type mapping and a matscipy neighbour list rebuilt on every call), as
+  ``NequIPCalculator._from_saved_model`` makes it for a checkpoint or package (see
+  :func:`nequip_calculator` on why not its AOTInductor-compiled model).
 
 Timing protocol (the same as eqff's ``time_calls``): the calculator is attached to the Atoms;
 3 + N times, every position moves by a normal jitter of 1e-4 Å (numpy ``default_rng(0)``) and
@@ -76,6 +82,9 @@ import ase
 import ase.io
 import numpy as np
 import torch
+
+# train_peer.py is the script beside this one; a script's own folder is on its sys.path
+from train_peer import NEQUIP_RMD17_MODEL
 
 ELEMENTS = ("H", "C", "N", "O")
 ATOMIC_NUMBERS = (1, 6, 7, 8)
@@ -176,6 +185,15 @@ def time_steps(step: Callable[[], None], repeats: int) -> float:
     return 1e3 * float(np.median(times))
 
 
+def save_then_load(model: torch.nn.Module, load: Callable[[Path], Any]) -> Any:
+    """``load(file)``, with ``model`` saved whole by ``torch.save`` in the temporary ``file``: the
+    calculator as a user gets it from a model file."""
+    with tempfile.TemporaryDirectory() as folder:
+        model_file = Path(folder) / "model.pt"
+        torch.save(model, model_file)
+        return load(model_file)
+
+
 def allow_full_unpickling() -> None:
     """Let ``torch.load`` unpickle whole objects, as the peers' loaders expect.
 
@@ -230,12 +248,12 @@ def build_mace(dtype: str, hp: dict[str, Any]) -> torch.nn.Module:
     )
 
 
-def mace_calculator(model_file: Path, dtype: str, hp: dict[str, Any]) -> Any:
-    """MACE's own ASE calculator for the model saved in ``model_file``, on CPU in ``dtype``
+def mace_calculator(model: torch.nn.Module, dtype: str, hp: dict[str, Any]) -> Any:
+    """MACE's own ASE calculator for ``model``, loaded from a saved file, on CPU in ``dtype``
     (its cutoff is the model's own, ``hp`` is not needed)."""
     from mace.calculators import MACECalculator
 
-    return MACECalculator(model_paths=str(model_file), device="cpu", default_dtype=dtype)
+    return save_then_load(model, lambda file: MACECalculator(model_paths=str(file), device="cpu", default_dtype=dtype))
 
 
 def mace_training_batch(model: torch.nn.Module, frames: list[ase.Atoms], hp: dict[str, Any]) -> TrainingBatch:
@@ -348,11 +366,11 @@ def painn_neighbour_list(cutoff: float) -> Any:
     return spk.transform.SkinNeighborList(full, cutoff_skin=PAINN_SKIN)
 
 
-def painn_calculator(model_file: Path, dtype: str, hp: dict[str, Any]) -> Any:
-    """SchNetPack's own ASE calculator for the model in ``model_file``: eV and Å, CPU, ``dtype``."""
+def painn_calculator(model: torch.nn.Module, dtype: str, hp: dict[str, Any]) -> Any:
+    """SchNetPack's own ASE calculator for ``model``, loaded from a saved file: eV and Å, CPU, ``dtype``."""
     spk = import_schnetpack()
-    return spk.interfaces.SpkCalculator(
-        model_file=str(model_file),
+    return save_then_load(model, lambda file: spk.interfaces.SpkCalculator(
+        model_file=str(file),
         neighbor_list=painn_neighbour_list(hp["cutoff"]),
         energy_key="energy",
         force_key="forces",
@@ -360,7 +378,7 @@ def painn_calculator(model_file: Path, dtype: str, hp: dict[str, Any]) -> Any:
         position_unit="Angstrom",
         device="cpu",
         dtype=getattr(torch, dtype),
-    )
+    ))  # fmt: skip
 
 
 def painn_training_batch(model: torch.nn.Module, frames: list[ase.Atoms], hp: dict[str, Any]) -> TrainingBatch:
@@ -414,6 +432,72 @@ PAINN_TRAINING = (
 )
 
 
+# --- NequIP -----------------------------------------------------------------------------------
+
+NEQUIP_RMD17: dict[str, Any] = {key: value for key, value in NEQUIP_RMD17_MODEL.items()
+                                if key not in ("model_dtype", "seed")}  # fmt: skip
+"""``NequIPGNNModel`` arguments of NequIP at the size of its rMD17 models: ``NEQUIP_RMD17_MODEL``
+of ``train_peer.py`` (see there for the size and its source), the size ``eqff train-peer`` trains,
+imported so that the size timed and the size trained are one, less its dtype (``--dtype`` here)
+and seed (0 here, as for the other peers)."""
+
+NEQUIP_AVG_NUM_NEIGHBOURS = 10.0
+"""Normalisation of NequIP's neighbour sums (the value of NequIP's rMD17 aspirin input file); it
+scales activations only, not the cost."""
+
+
+def build_nequip(dtype: str, hp: dict[str, Any]) -> torch.nn.Module:
+    """A random-weight ``NequIPGNNModel`` for H, C, N, O in ``dtype`` with the hyperparameters ``hp``
+    (those of :data:`NEQUIP_RMD17`), in eval mode, as NequIP's calculator requires.
+
+    NequIP's builders need its global state set first (TF32 off, as ``nequip-compile`` and the
+    calculator's loaders default to).
+    """
+    from nequip.model import NequIPGNNModel
+    from nequip.utils.global_state import set_global_state
+
+    set_global_state(allow_tf32=False)
+    model = NequIPGNNModel(seed=0, model_dtype=dtype, type_names=list(ELEMENTS),
+                           avg_num_neighbors=NEQUIP_AVG_NUM_NEIGHBOURS, **hp)  # fmt: skip
+    return model.eval()
+
+
+def nequip_calculator(model: torch.nn.Module, dtype: str, hp: dict[str, Any]) -> Any:
+    """NequIP's own ASE calculator on ``model`` (a ``GraphModel``, already in ``dtype``), on CPU.
+
+    Its transforms are those ``NequIPCalculator._from_saved_model`` and ``from_compiled_model``
+    give it, ``nequip.integrations.utils.basic_transforms`` (chemical symbols as type names, and
+    a ``NeighborListTransform`` within the model's r_max with NequIP's default backend,
+    matscipy), on the eager model, as ``_from_saved_model`` loads a checkpoint or package.
+
+    NequIP recommends its AOTInductor-compiled model for inference (``nequip-compile --mode
+    aotinductor --target ase``; its TorchScript mode is refused with torch >= 2.10). Compiling this
+    model so (``nequip.utils.aot.aot_export_model`` with the ase target's fields) had not finished
+    after 50 minutes (14 CPU minutes) on a busy 2-core CPU, so the eager model is what is timed.
+    """
+    from nequip.integrations.ase import NequIPCalculator
+    from nequip.integrations.utils import basic_transforms
+    from nequip.nn import graph_model
+
+    type_names = model.metadata[graph_model.TYPE_NAMES_KEY].split(" ")
+    transforms = basic_transforms(model.metadata, float(model.metadata[graph_model.R_MAX_KEY]), type_names,
+                                  {name: name for name in type_names})  # fmt: skip
+    return NequIPCalculator(model=model, device="cpu", transforms=transforms)
+
+
+def nequip_description(hp: dict[str, Any]) -> str:
+    size = "rMD17 size, Batzner et al. 2022" if hp == NEQUIP_RMD17 else "size as given"
+    parity = "both parities" if hp["parity"] else "one parity"
+    return (
+        f"NequIP ({size}): {hp['num_layers']} layers, l_max {hp['l_max']} with {parity}, {hp['num_features']} "
+        f"features, r_max {hp['r_max']} Å, {hp['num_bessels']} Bessel, p={hp['polynomial_cutoff_p']}, radial MLP "
+        f"{hp['radial_mlp_depth']} x {hp['radial_mlp_width']}"
+    )
+
+
+NEQUIP_CALLS = "NequIPCalculator on the eager model (matscipy neighbour list every call)"
+
+
 # --- the peers --------------------------------------------------------------------------------
 
 
@@ -421,31 +505,29 @@ class Peer(typing.NamedTuple):
     package: str  # distribution name whose version is reported
     defaults: dict[str, Any]  # hyperparameters of the size timed unless --hyperparameters overrides them
     build: Callable[[str, dict[str, Any]], torch.nn.Module]  # (dtype, hyperparameters) -> random-weight model
-    calculator: Callable[[Path, str, dict[str, Any]], Any]  # (model file, dtype, hyperparameters) -> ASE calculator
-    training_batch: Callable[[torch.nn.Module, list[ase.Atoms], dict[str, Any]], TrainingBatch]
+    # (model, dtype, hyperparameters) -> the peer's ASE calculator on the model
+    calculator: Callable[[torch.nn.Module, str, dict[str, Any]], Any]
     description: Callable[[dict[str, Any]], str]  # hyperparameters -> the model in words
     calls: str  # how a call is made, in words
-    training: str  # how a training step is taken, in words
+    # (model, frames, hyperparameters) -> the peer's training step on the frames; None: timed per call only
+    training_batch: Callable[[torch.nn.Module, list[ase.Atoms], dict[str, Any]], TrainingBatch] | None
+    training: str = ""  # how a training step is taken, in words
 
 
 PEERS: dict[str, Peer] = {
-    "mace": Peer("mace-torch", MACE_RMD17, build_mace, mace_calculator, mace_training_batch, mace_description,
-                 MACE_CALLS, MACE_TRAINING),
-    "schnetpack-painn": Peer("schnetpack", PAINN_DEFAULT, build_painn, painn_calculator, painn_training_batch,
-                             painn_description, PAINN_CALLS, PAINN_TRAINING),
+    "mace": Peer("mace-torch", MACE_RMD17, build_mace, mace_calculator, mace_description, MACE_CALLS,
+                 mace_training_batch, MACE_TRAINING),
+    "nequip": Peer("nequip", NEQUIP_RMD17, build_nequip, nequip_calculator, nequip_description, NEQUIP_CALLS, None),
+    "schnetpack-painn": Peer("schnetpack", PAINN_DEFAULT, build_painn, painn_calculator, painn_description,
+                             PAINN_CALLS, painn_training_batch, PAINN_TRAINING),
 }  # fmt: skip
 
 
 def time_peer(name: str, structure: Path, dtype: str, repeats: int, hp: dict[str, Any]) -> dict[str, Any]:
-    """Build, save, load through the peer's calculator and time ``name`` per call; the JSON record."""
+    """Build ``name``, make its own calculator on it and time it per call; the JSON record."""
     peer = PEERS[name]
     atoms = read_frames(structure)[0]
-    model = peer.build(dtype, hp)
-    with tempfile.TemporaryDirectory() as tmp:
-        model_file = Path(tmp) / f"{name}.pt"
-        torch.save(model, model_file)
-        del model
-        calculator = peer.calculator(model_file, dtype, hp)
+    calculator = peer.calculator(peer.build(dtype, hp), dtype, hp)
     ms = time_forces(atoms, calculator, repeats)
     return {
         "peer": name,
@@ -510,6 +592,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--threads must be at least 1")
     if not args.structure.is_file():
         parser.error(f"--structure {args.structure} is not a file")
+    if args.training_step and PEERS[args.peer].training_batch is None:
+        parser.error(f"--training-step: {args.peer} is timed per call only")
     defaults = PEERS[args.peer].defaults
     unknown = sorted(set(args.hyperparameters) - set(defaults))
     if unknown:
