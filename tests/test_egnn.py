@@ -15,20 +15,12 @@ import torch
 from ase import Atoms
 from e3nn import o3
 
-from eqff import EqffCalculator
 from eqff.data import keys
 from eqff.data.graph import atoms_to_graph
-from eqff.model_file import load_model, read_model_file, save_model
 from eqff.models import ARCHITECTURES, EGNN, build_model
 from eqff.models.egnn import POSITION_WEIGHT_GAIN, EGNNLayer, PositionUpdate
 from eqff.testing import ModelTests, evaluate
-
-try:  # ASE ≥ 3.24; the Calculator method of the same name is a deprecated wrapper of it.
-    from ase.calculators.fd import calculate_numerical_forces
-except ImportError:  # pragma: no cover - older ASE
-
-    def calculate_numerical_forces(atoms, eps):
-        return atoms.calc.calculate_numerical_forces(atoms, d=eps)
+from eqff.testing.engines import EngineTests
 
 
 CUTOFF = 4.0
@@ -153,7 +145,7 @@ def test_positions_move_and_change_the_energy(egnn_model, molecule):
 # --------------------------------------------------------------------------------------------
 
 
-class TestEGNN(ModelTests):
+class TestEGNN(ModelTests, EngineTests):
     """Every check of the reusable physics suite (float32 and float64, reflections included)."""
 
     @pytest.fixture
@@ -195,56 +187,8 @@ def test_registered_and_built_from_hyperparameters():
             build_model("egnn", {"elements": [1], **bad})
 
 
-def test_model_file_round_trip(egnn_model, molecule, tmp_path):
-    """save_model → load_model gives an EGNN with the same hyperparameters and energies, bit for bit."""
-    path = save_model(tmp_path / "egnn.eqff", egnn_model)
-    assert read_model_file(path)["architecture"] == "egnn"
-    loaded, _ = load_model(path)
-    assert type(loaded) is EGNN and loaded.hyperparameters == egnn_model.hyperparameters
-    for key, value in evaluate(egnn_model, molecule, torch.float32).items():
-        assert torch.equal(evaluate(loaded, molecule, torch.float32)[key], value), key
-
-
 def test_torchscript_matches_eager(egnn_model, periodic_atoms):
     scripted = torch.jit.script(egnn_model)
     graph = atoms_to_graph(periodic_atoms, CUTOFF, torch.float32)
     torch.testing.assert_close(scripted(graph)[keys.ENERGY], egnn_model(graph)[keys.ENERGY])
 
-
-def test_isolated_atom_is_finite(egnn_model):
-    """An atom without edges: its energy is finite and its force zero."""
-    result = evaluate(egnn_model, Atoms("O", positions=[[0.0, 0.0, 0.0]]))
-    assert bool(torch.isfinite(result[keys.ENERGY])) and not result[keys.FORCES].any()
-
-
-def test_ase_calculator_forces_are_numerical_derivatives(egnn_model, molecule):
-    molecule.calc = EqffCalculator(copy.deepcopy(egnn_model), dtype="float64")
-    energy = molecule.get_potential_energy()
-    assert energy == pytest.approx(float(evaluate(egnn_model, molecule)[keys.ENERGY]), rel=1e-12)
-    numerical = calculate_numerical_forces(molecule, eps=1e-4)
-    np.testing.assert_allclose(molecule.get_forces(), numerical, rtol=0, atol=1e-6)
-
-
-def test_openmm_force_matches_ase(egnn_model, molecule, tmp_path):
-    """The OpenMM PythonForce of openmm-ml's ``eqff`` potential gives the ASE calculator's results."""
-    openmm = pytest.importorskip("openmm", reason="OpenMM is not installed")
-    pytest.importorskip("openmmml", reason="openmm-ml is not installed")
-    from openmm import unit
-    from openmmml import MLPotential
-
-    from eqff.data.units import EV_IN_KJ_PER_MOL, EV_PER_ANGSTROM_IN_KJ_PER_MOL_PER_NM
-    from eqff.integrations.openmm import molecule_topology
-
-    path = save_model(tmp_path / "egnn.eqff", egnn_model)
-    system = MLPotential("eqff", modelPath=str(path)).createSystem(
-        molecule_topology(molecule.numbers), precision="double", device="cpu"
-    )
-    context = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
-    context.setPositions(molecule.positions * unit.angstrom)
-    state = context.getState(getEnergy=True, getForces=True)
-    energy = state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
-    forces = state.getForces(asNumpy=True).value_in_unit(unit.kilojoule_per_mole / unit.nanometer)
-    expected = evaluate(load_model(path, dtype=torch.float64)[0], molecule)
-    assert energy == pytest.approx(float(expected[keys.ENERGY]) * EV_IN_KJ_PER_MOL, rel=1e-6)
-    reference = expected[keys.FORCES].numpy() * EV_PER_ANGSTROM_IN_KJ_PER_MOL_PER_NM
-    np.testing.assert_allclose(forces, reference, rtol=0, atol=1e-6 * np.abs(reference).max())
