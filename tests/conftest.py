@@ -43,6 +43,15 @@ def _no_compilation_unless_asked(monkeypatch):
     monkeypatch.setattr(eqff.compilation, "COMPILE_SECONDS", {})
 
 
+@pytest.fixture(autouse=True)
+def _fresh_compiler_caches():
+    """Each test compiles from empty TorchDynamo caches. Every model is compiled through the same
+    function (:func:`eqff.nn.forces.compiled_energy_forces`), and Dynamo allows one code object 8
+    compilations per process: the tests compile more models than that in one process."""
+    yield
+    torch._dynamo.reset()
+
+
 def _make_painn(seed: int = 0, cutoff: float = CUTOFF, elements: list[int] = ELEMENTS) -> PaiNN:
     """A small PaiNN with random weights (seeded, without touching the global RNG) in float32."""
     with torch.random.fork_rng(devices=[]):

@@ -86,7 +86,7 @@ import torch
 try:  # run as a script (the peers' venvs): train_peer.py beside it is on its sys.path
     from train_peer import NEQUIP_RMD17_MODEL
 except ImportError:  # imported as a module of the eqff package (eqff's own tests)
-    from eqff.peers.train_peer import NEQUIP_RMD17_MODEL
+    from .train_peer import NEQUIP_RMD17_MODEL
 
 ELEMENTS = ("H", "C", "N", "O")
 ATOMIC_NUMBERS = (1, 6, 7, 8)
