@@ -75,12 +75,12 @@ import torch
 from torch import nn
 
 from eqff.data import keys
-from eqff.models.energy_model import EnergyModel
+from eqff.models.energy_model import TripletEnergyModel
 from eqff.models.hyperparameters import constructor_arguments
 from eqff.nn.radial import BesselBasis, PolynomialEnvelope
 from eqff.nn.scatter import scatter_sum
 from eqff.nn.spherical import SphericalBasis
-from eqff.nn.triplets import TripletIndexCache, neighbourhood_slots
+from eqff.nn.triplets import neighbourhood_slots
 
 GLOROT_ORTHOGONAL_SCALE = 2.0
 """DimeNet's GlorotOrthogonal initialiser: an orthogonal matrix rescaled to variance scale / (fan_in + fan_out)."""
@@ -285,7 +285,7 @@ class OutputBlocks(nn.Module):
         return torch.bmm(x, self.energy).sum(0).squeeze(-1)  # (n,)
 
 
-class DimeNetPlusPlus(EnergyModel):
+class DimeNetPlusPlus(TripletEnergyModel):
     """DimeNet++ energy model (forces by autograd through :mod:`eqff.nn.forces`).
 
     The defaults are the paper's hyperparameters (those of its QM9 and MD17 models).
@@ -331,7 +331,6 @@ class DimeNetPlusPlus(EnergyModel):
         if num_blocks < 1:
             raise ValueError(f"num_blocks must be at least 1, got {num_blocks}")
         self.num_blocks = num_blocks
-        self.triplets = TripletIndexCache()
         self.radial_basis = BesselBasis(cutoff, num_radial)
         self.envelope = PolynomialEnvelope(cutoff, envelope_exponent + 1)
         self.spherical_basis = SphericalBasis(cutoff, num_spherical, num_radial, envelope_exponent + 1)
@@ -350,13 +349,6 @@ class DimeNetPlusPlus(EnergyModel):
             for _ in range(num_blocks)
         )
         self.outputs = OutputBlocks(num_blocks + 1, hidden_channels, out_emb_channels, num_radial, num_output_layers)
-
-    def prepare_graph(self, graph: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """A copy of ``graph`` with the pairs within the cutoff and their triplet indices
-        (:meth:`~eqff.nn.triplets.TripletIndexCache.graph_within_cutoff`: built on the whole edge
-        list once per neighbour-list rebuild, restricted to the pairs within the cutoff at each call).
-        """
-        return self.triplets.graph_within_cutoff(graph, self.cutoff)
 
     def forward(self, graph: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         if keys.TRIPLET_INPUT_EDGES not in graph:

@@ -18,6 +18,7 @@ from torch import nn
 from eqff.data import keys
 from eqff.nn.geometry import edge_vectors
 from eqff.nn.species import PerElementScaleShift, SpeciesIndex, sum_per_frame
+from eqff.nn.triplets import TripletIndexCache
 
 
 class EnergyModel(nn.Module):
@@ -57,3 +58,25 @@ class EnergyModel(nn.Module):
         atomic_energies = self.scale_shift(outputs, species)  # (n,)
         energy = sum_per_frame(atomic_energies, graph[keys.BATCH], graph[keys.CELL].shape[0])  # (B,)
         return {keys.ENERGY: energy, keys.ATOMIC_ENERGIES: atomic_energies}
+
+
+class TripletEnergyModel(EnergyModel):
+    """Base of the architectures that pass messages over triplets k → j → i (GemNet-T, DimeNet++).
+
+    :meth:`prepare_graph` adds the triplet indices; :func:`eqff.nn.forces.graph_for_model` calls
+    it before ``forward``, which calls it itself for a graph that lacks them.
+
+    Attributes:
+        triplets: :class:`~eqff.nn.triplets.TripletIndexCache`, the triplets of the last edge list.
+    """
+
+    def __init__(self, elements: list[int], cutoff: float) -> None:
+        super().__init__(elements, cutoff)
+        self.triplets = TripletIndexCache()
+
+    def prepare_graph(self, graph: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """A copy of ``graph`` with the pairs within the cutoff and their triplet indices
+        (:meth:`~eqff.nn.triplets.TripletIndexCache.graph_within_cutoff`: built on the whole edge
+        list once per neighbour-list rebuild, restricted to the pairs within the cutoff at each call).
+        """
+        return self.triplets.graph_within_cutoff(graph, self.cutoff)

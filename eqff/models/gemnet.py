@@ -53,12 +53,11 @@ import torch
 from torch import nn
 
 from eqff.data import keys
-from eqff.models.energy_model import EnergyModel
+from eqff.models.energy_model import TripletEnergyModel
 from eqff.models.hyperparameters import constructor_arguments
 from eqff.nn.radial import BesselBasis, PolynomialEnvelope
 from eqff.nn.scatter import scatter_sum
 from eqff.nn.spherical import SphericalBasis
-from eqff.nn.triplets import TripletIndexCache
 
 INV_SQRT_2 = 1.0 / math.sqrt(2.0)
 """Residual sums of two terms of unit variance are scaled by this to keep unit variance."""
@@ -323,7 +322,7 @@ class InteractionBlock(nn.Module):
         return h, m
 
 
-class GemNetT(EnergyModel):
+class GemNetT(TripletEnergyModel):
     """GemNet-T energy model (triplets only; forces by autograd through :mod:`eqff.nn.forces`).
 
     The defaults are eqff's GemNet-T size, that of its shipped potentials: GemNet-T's published
@@ -379,7 +378,6 @@ class GemNetT(EnergyModel):
         self.hyperparameters = constructor_arguments(locals())
         if num_blocks < 1:
             raise ValueError(f"num_blocks must be at least 1, got {num_blocks}")
-        self.triplets = TripletIndexCache()
         self.embedding = nn.Embedding(len(elements), emb_size_atom)
         nn.init.uniform_(self.embedding.weight, -math.sqrt(3.0), math.sqrt(3.0))  # unit variance
         self.radial_basis = BesselBasis(cutoff, num_radial)
@@ -399,13 +397,6 @@ class GemNetT(EnergyModel):
         self.outputs = nn.ModuleList(
             OutputBlock(emb_size_atom, emb_size_edge, emb_size_rbf, num_atom) for _ in range(num_blocks)
         )
-
-    def prepare_graph(self, graph: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """A copy of ``graph`` with the pairs within the cutoff and their triplet indices
-        (:meth:`~eqff.nn.triplets.TripletIndexCache.graph_within_cutoff`: built on the whole edge
-        list once per neighbour-list rebuild, restricted to the pairs within the cutoff at each call).
-        """
-        return self.triplets.graph_within_cutoff(graph, self.cutoff)
 
     def forward(self, graph: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         if keys.TRIPLET_INPUT_EDGES not in graph:
