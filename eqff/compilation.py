@@ -49,11 +49,14 @@ class EnergyForcesFunction:
         compile: ``None``: compile once eager calls have taken the architecture's
             :data:`COMPILE_SECONDS` (never for one not listed there, nor for a model class of
             one's own); ``True``: compile at the first call; ``False``: never.
+        static_shapes: keep a Verlet list's pairs beyond the cutoff
+            (:func:`~eqff.nn.forces.graph_for_model`).
     """
 
-    def __init__(self, model: nn.Module, compile: bool | None = None) -> None:
+    def __init__(self, model: nn.Module, compile: bool | None = None, static_shapes: bool = False) -> None:
         self.model = model
         self.compile = compile
+        self.static_shapes = static_shapes
         self.compile_after_seconds = _compile_seconds(model)
         self.eager_seconds = 0.0
         self.compiled: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None
@@ -66,7 +69,7 @@ class EnergyForcesFunction:
                 return out
         if compute_stress or self.compiled is None:
             start = time.perf_counter()
-            out = energy_forces_stress(self.model, graph, compute_stress)
+            out = energy_forces_stress(self.model, graph, compute_stress, self.static_shapes)
             self.eager_seconds += time.perf_counter() - start
             return out
         return self.compiled(graph)
@@ -84,7 +87,7 @@ class EnergyForcesFunction:
         print(f"eqff: compiling {name}'s energy and forces ({reason}); about a minute the first time on a CPU, "
               "seconds once torch's cache holds it", file=sys.stderr, flush=True)  # fmt: skip
         start = time.perf_counter()
-        compiled = compiled_energy_forces(self.model)
+        compiled = compiled_energy_forces(self.model, self.static_shapes)
         try:
             out = compiled(graph)
         except ModelCompileError as error:

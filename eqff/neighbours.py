@@ -94,9 +94,9 @@ class NeighbourListCache:
     The list is rebuilt when any atom moved more than ``skin / 2`` since the last build, or when
     the atomic numbers, cell or pbc changed. Until then every call returns the same arrays: all
     pairs within ``cutoff`` at the current positions, and those that were within ``cutoff + skin``
-    at the last build. Models keep the pairs within their cutoff
-    (:func:`eqff.nn.geometry.within_cutoff`), and what they derive from the list alone (GemNet-T's
-    triplets) is rebuilt only with it.
+    at the last build. The extra pairs change nothing (each model's envelope is zero beyond its
+    cutoff; :func:`eqff.nn.forces.graph_for_model` drops them on a CPU and keeps them on a GPU),
+    and what a model derives from the list alone (GemNet-T's triplets) is rebuilt only with it.
 
     Args:
         cutoff: Å.

@@ -16,7 +16,7 @@ from torch import nn
 
 from eqff.compilation import EnergyForcesFunction
 from eqff.data import keys
-from eqff.data.graph import structure_to_graph
+from eqff.data.graph import centred_positions, structure_to_graph
 from eqff.domain import DomainCheck
 from eqff.errors import EqffInputError, UnknownElementError, element_names
 from eqff.model_file import load_model
@@ -102,8 +102,11 @@ class Potential:
         self.elements = set(self.model.elements)
         self.check_domain = DomainCheck(self.metadata.get("training_domain"))
         self.neighbours = NeighbourListCache(self.model.cutoff, skin)
-        self.energy_forces = EnergyForcesFunction(self.model, compile)
+        # On a GPU the pairs beyond the cutoff stay in the graph, so that between two rebuilds of
+        # the neighbour list nothing in a step depends on the data (eqff.nn.forces.graph_for_model).
+        self.energy_forces = EnergyForcesFunction(self.model, compile, static_shapes=self.device.type == "cuda")
         self.timings = Timings()
+        self._last_graph: tuple[np.ndarray, dict[str, torch.Tensor]] | None = None
 
     def check_elements(self, atomic_numbers: np.ndarray) -> None:
         """Raise :class:`UnknownElementError` if any atomic number is not one the model knows."""
@@ -138,7 +141,7 @@ class Potential:
         start = _now(self.device)
         edge_index, cell_shifts = self.neighbours(positions, atomic_numbers, cell, pbc)
         built = _now(self.device)
-        graph = structure_to_graph(atomic_numbers, positions, cell, pbc, edge_index, cell_shifts, self.dtype, self.device)
+        graph = self._graph(atomic_numbers, positions, cell, pbc, edge_index, cell_shifts)
         with torch_threads(call_threads(len(atomic_numbers), self.threads)):
             out = self.energy_forces(graph, compute_stress)
         result = {
@@ -152,6 +155,26 @@ class Potential:
             result[keys.FORCES_UNCERTAINTY] = out[keys.FORCES_UNCERTAINTY].detach().double().cpu().numpy()
         self.timings = Timings(neighbour_list=built - start, model=_now(self.device) - built)
         return result
+
+
+    def _graph(
+        self,
+        atomic_numbers: np.ndarray,
+        positions: np.ndarray,
+        cell: np.ndarray,
+        pbc: np.ndarray,
+        edge_index: np.ndarray,
+        cell_shifts: np.ndarray,
+    ) -> dict[str, torch.Tensor]:
+        """The structure's graph on the model's device. Between two rebuilds of the neighbour
+        list (the cache returns the same ``edge_index`` array, and the atoms, cell and pbc are
+        unchanged) only the positions are copied to the device; the other tensors are the last
+        call's."""
+        if self._last_graph is not None and self._last_graph[0] is edge_index:
+            return {**self._last_graph[1], keys.POSITIONS: centred_positions(positions, self.dtype, self.device)}
+        graph = structure_to_graph(atomic_numbers, positions, cell, pbc, edge_index, cell_shifts, self.dtype, self.device)
+        self._last_graph = (edge_index, graph)
+        return graph
 
 
 def _now(device: torch.device) -> float:

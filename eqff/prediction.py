@@ -20,7 +20,6 @@ from eqff.data import keys
 from eqff.data.frames import Frame
 from eqff.data.graph import collate, structure_to_graph
 from eqff.neighbours import neighbour_list
-from eqff.nn.forces import energy_forces_stress
 from eqff.potential import Potential
 from eqff.threads import call_threads, torch_threads
 
@@ -47,16 +46,19 @@ def predict(
     device: str | torch.device = "cpu",
     dtype: str = "float32",
     threads: int | None = None,
+    compile: bool | None = None,
 ) -> list[Prediction]:
     """Energy, forces and, for fully periodic structures, stress of every structure, in order.
 
     Args:
         model: a model file, the name of a shipped potential, an eqff model, or a
-            :class:`~eqff.potential.Potential` (then ``device``, ``dtype`` and ``threads`` are its own).
+            :class:`~eqff.potential.Potential` (then ``device``, ``dtype``, ``threads`` and ``compile`` are its own).
         structures: ``ase.Atoms`` or :class:`~eqff.data.frames.Frame` objects, in Å.
         batch_size: structures per model call; fully periodic structures are batched apart
             from the others, since only they get a stress.
-        device, dtype, threads: as for :class:`~eqff.potential.Potential`.
+        device, dtype, threads, compile: as for :class:`~eqff.potential.Potential`: by default
+            the batches run eagerly until they have taken about what compiling the model costs,
+            and compiled from then on (:mod:`eqff.compilation`).
 
     Raises:
         UnknownElementError: a structure holds an element the model does not know (checked
@@ -64,7 +66,10 @@ def predict(
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    potential = model if isinstance(model, Potential) else Potential(model, device=device, dtype=dtype, threads=threads)
+    if isinstance(model, Potential):
+        potential = model
+    else:
+        potential = Potential(model, device=device, dtype=dtype, threads=threads, compile=compile)
     frames = [structure if isinstance(structure, Frame) else Frame.from_atoms(structure) for structure in structures]
     for frame in frames:
         potential.check_elements(frame.atomic_numbers)
@@ -90,7 +95,7 @@ def _predict_batch(potential: Potential, frames: list[Frame], compute_stress: bo
         ))  # fmt: skip
     graph = collate(graphs)
     with torch_threads(call_threads(len(graph[keys.ATOMIC_NUMBERS]), potential.threads)):
-        out = energy_forces_stress(potential.model, graph, compute_stress)
+        out = potential.energy_forces(graph, compute_stress)
     energies = out[keys.ENERGY].detach().double().cpu().numpy()  # (B,)
     forces = out[keys.FORCES].detach().double().cpu().numpy()  # (n, 3)
     stresses = out[keys.STRESS].detach().double().cpu().numpy() if compute_stress else None  # (B, 3, 3)

@@ -2,6 +2,7 @@
 step's frames and options as they reach the peers' script."""
 
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -76,15 +77,19 @@ def test_water_trajectory_moves_like_liquid_water():
 
 @pytest.mark.skipif(not HAVE_ASPIRIN, reason="rMD17 data not found (set EQFF_DATA)")
 def test_bench_predict_times_batches_against_single_calls_with_the_same_answers(capsys):
+    """Eager and compiled eqff.predict against one calculator call per frame: a rate and a ratio
+    for each, and the same energies and forces to float32 round-off."""
     assert main(["bench", "--systems", "water-192", "--dtypes", "float32", "--repeats", "1", "--predict", "40",
                  "--data", DATA_ROOT]) == 0  # fmt: skip
     lines = capsys.readouterr().out.splitlines()
-    batched = next(line for line in lines if line.strip().startswith("eqff.predict "))
     single = next(line for line in lines if line.strip().startswith("calculator per frame"))
-    assert float(batched.split()[1]) > 0 and float(single.split()[3]) > 0
-    [ratio] = [line for line in lines if line.strip().startswith("ratio")]
-    energy, forces = (float(word) for word in ratio.replace(",", " ").split() if word[0].isdigit() and "e-" in word)
-    assert energy < 1e-3 and forces < 1e-4  # float32 round-off
+    assert float(single.split()[3]) > 0
+    for name in ("eager", "compiled"):
+        [line] = [line for line in lines if line.strip().startswith(f"eqff.predict, {name}")]
+        rate, ratio = re.search(r"([\d.]+) structures/s, ratio ([\d.]+)", line).groups()
+        assert float(rate) > 0 and float(ratio) > 0
+        energy, forces = (float(value) for value in re.findall(r"(\d\.\de[-+]\d+) eV", line))
+        assert energy < 1e-3 and forces < 1e-4, line  # float32 round-off
 
 
 @pytest.mark.skipif(not HAVE_ASPIRIN, reason="rMD17 data not found (set EQFF_DATA)")

@@ -44,6 +44,36 @@ def test_cuda_float64_equals_cpu_float64(architecture):
             np.testing.assert_allclose(gpu.stress, cpu.stress, rtol=0, atol=1e-10 * max(1.0, np.abs(cpu.stress).max()))
 
 
+@pytest.mark.parametrize("compile", [False, True], ids=["eager", "compiled"])
+@pytest.mark.parametrize("architecture", ["painn", "gemnet-t"])
+def test_cuda_md_keeps_static_shapes_and_equals_cpu(architecture, compile):
+    """Velocity Verlet on a hot periodic water box on the GPU (static shapes: the Verlet list's
+    pairs beyond the cutoff stay in the graph; compiled, a CUDA graph replayed between rebuilds):
+    every step's forces equal a fresh CPU float64 calculation at the same positions."""
+    from ase import units
+    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+    from ase.md.verlet import VelocityVerlet
+
+    torch.manual_seed(0)
+    model = build_model(architecture, {"elements": [1, 8], "cutoff": 4.0})
+    atoms = water_box(64)
+    MaxwellBoltzmannDistribution(atoms, temperature_K=600, rng=np.random.default_rng(0))
+    on_gpu = eqff.EqffCalculator(copy.deepcopy(model), device=DEVICE, dtype="float64", compile=compile)
+    on_cpu = eqff.EqffCalculator(copy.deepcopy(model), dtype="float64", skin=0.0)
+    assert on_gpu.potential.energy_forces.static_shapes
+    atoms.calc = on_gpu
+
+    def compare():
+        probe = atoms.copy()
+        probe.calc = on_cpu
+        np.testing.assert_allclose(atoms.get_forces(), probe.get_forces(), rtol=0, atol=1e-9)
+
+    dynamics = VelocityVerlet(atoms, timestep=1.0 * units.fs)
+    dynamics.attach(compare, interval=1)
+    dynamics.run(30)
+    assert 2 <= on_gpu.potential.neighbours.num_builds < 30
+
+
 def test_training_runs_on_cuda(tmp_path):
     """A two-epoch run of a small PaiNN on hand-labelled water frames, on the GPU."""
     from test_training import write_own_data

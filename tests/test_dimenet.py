@@ -233,7 +233,7 @@ def test_defaults_are_the_papers():
 
 
 def test_prepares_the_graph_as_gemnet_does(molecule, periodic_atoms):
-    """Both triplet models read the same prepared graph (TripletIndexCache.graph_within_cutoff)."""
+    """Both triplet models read the same prepared graph (TripletIndexCache.graph_with_triplets)."""
     dimenet, gemnet = _make_dimenet(), GemNetT(ELEMENTS, cutoff=CUTOFF, num_blocks=1)
     graph = atoms_to_graph(periodic_atoms, CUTOFF + 1.0)  # a Verlet list: some pairs beyond the cutoff
     prepared, expected = dimenet.prepare_graph(graph), gemnet.prepare_graph(graph)

@@ -12,6 +12,7 @@ from ase.md.velocitydistribution import thermalize_momenta
 from ase.md.verlet import VelocityVerlet
 
 from eqff import EqffCalculator
+from eqff.data import keys
 from eqff.errors import EqffInputError
 from eqff.models import build_model
 from eqff.neighbours import NeighbourListCache, edge_lengths, neighbour_list
@@ -267,13 +268,16 @@ GEMNET_TINY = {"cutoff": 4.0, "num_blocks": 1, "emb_size_atom": 8, "emb_size_edg
                "emb_size_rbf": 4, "emb_size_cbf": 4, "emb_size_bil_trip": 4, "num_radial": 4, "num_spherical": 3}  # fmt: skip
 
 
+@pytest.mark.parametrize("static_shapes", [False, True], ids=["pairs-dropped", "static-shapes"])
 @pytest.mark.parametrize("architecture", ["painn", "gemnet-t"])
-def test_cached_calculator_matches_uncached_along_md(painn_model, architecture):
+def test_cached_calculator_matches_uncached_along_md(painn_model, architecture, static_shapes):
     """Velocity Verlet with skin 0.5 Å: every step's energy and forces equal those of a fresh list.
 
     A periodic 8-atom diamond cell at 1500 K with cutoff 4 Å: pairs cross the cutoff between
     rebuilds (checked), so the models' restriction of the Verlet list to the cutoff is
-    exercised. GemNet-T builds its triplets once per neighbour-list build, not once per step.
+    exercised, or, with static shapes (a GPU's default), their envelopes' zeroing of the pairs
+    beyond it. GemNet-T builds its triplets once per neighbour-list build, not once per step.
+    Between builds the graph's index tensors are reused: only the positions are new.
     """
     atoms = ase.build.bulk("C", "diamond", a=3.57, cubic=True)
     atoms.rattle(0.05, seed=0)
@@ -284,10 +288,11 @@ def test_cached_calculator_matches_uncached_along_md(painn_model, architecture):
         torch.manual_seed(0)
         model = build_model("gemnet-t", {"elements": [6], **GEMNET_TINY}).eval()
     cached = EqffCalculator(copy.deepcopy(model), dtype="float64", skin=0.5)
+    cached.potential.energy_forces.static_shapes = static_shapes
     fresh = EqffCalculator(copy.deepcopy(model), dtype="float64", skin=0.0)
     atoms.calc = cached
     cutoff = model.cutoff
-    steps = {"n": 0, "pair_changes_without_rebuild": 0, "pairs": None, "builds": None}
+    steps = {"n": 0, "pair_changes_without_rebuild": 0, "pairs": None, "builds": None, "edge_tensor": None}
 
     def compare():
         energy, forces = atoms.get_potential_energy(), atoms.get_forces()
@@ -297,9 +302,12 @@ def test_cached_calculator_matches_uncached_along_md(painn_model, architecture):
         np.testing.assert_allclose(probe.get_forces(), forces, rtol=0, atol=1e-10)
         pairs = as_pair_set(*neighbour_list(atoms.positions, atoms.cell.array, atoms.pbc, cutoff))
         builds = cached.potential.neighbours.num_builds
-        if steps["pairs"] is not None and pairs != steps["pairs"] and builds == steps["builds"]:
-            steps["pair_changes_without_rebuild"] += 1
-        steps["pairs"], steps["builds"] = pairs, builds
+        edge_tensor = cached.potential._last_graph[1][keys.EDGE_INDEX]
+        if builds == steps["builds"]:
+            assert edge_tensor is steps["edge_tensor"], "index tensors copied again without a rebuild"
+            if pairs != steps["pairs"]:
+                steps["pair_changes_without_rebuild"] += 1
+        steps["pairs"], steps["builds"], steps["edge_tensor"] = pairs, builds, edge_tensor
         steps["n"] += 1
 
     dynamics = VelocityVerlet(atoms, timestep=1.0 * units.fs)

@@ -225,10 +225,18 @@ class TestChecksCatchBrokenModels:
         """A model that reads every pair it is given (its own ``prepare_graph`` keeps them all, and
         its hard cutoff does not zero them) changes its answer with a Verlet list's extra pairs."""
         broken = SmoothPairModel([1, 6, 7, 8], PAINN_CUTOFF, smooth=False)
-        broken.prepare_graph = dict
+        broken.prepare_graph = lambda graph, static_shapes=False: dict(graph)
         for atoms in (molecule, periodic_atoms):
             with pytest.raises(AssertionError, match="pairs up to"):
                 check_pairs_beyond_the_cutoff_change_nothing(broken, atoms)
+
+    def test_pairs_beyond_the_cutoff_kept(self, molecule, periodic_atoms):
+        """A model whose hard cutoff does not zero the pairs beyond it passes while they are
+        dropped, and fails once they are kept for static shapes."""
+        hard = SmoothPairModel([1, 6, 7, 8], PAINN_CUTOFF, smooth=False)
+        for atoms in (molecule, periodic_atoms):
+            with pytest.raises(AssertionError, match=r"pairs up to .* \(kept\)"):
+                check_pairs_beyond_the_cutoff_change_nothing(hard, atoms)
 
     def test_nan_never_passes(self, painn_model, molecule):
         def nan(graph, out):

@@ -104,8 +104,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", metavar="FOLDER", help="data folder holding rmd17/ (default: $EQFF_DATA)")
     parser.add_argument(
         "--predict", type=int, metavar="N",
-        help="also time eqff.predict on the first N rMD17 aspirin train_01 frames in batches of 32 against one "
-        f"calculator call per frame (model: --model, default {DEFAULT_POTENTIAL}), in structures per second",
+        help="also time eqff.predict, eager and compiled, on the first N rMD17 aspirin train_01 frames in batches "
+        f"of 32 against one calculator call per frame (model: --model, default {DEFAULT_POTENTIAL}), in structures "
+        "per second",
     )  # fmt: skip
     parser.add_argument(
         "--openmm", action="store_true",
@@ -509,16 +510,23 @@ PREDICT_BATCH = 32
 
 
 def time_predict(model: str, data_root: str | None, num_frames: int) -> dict:
-    """Structures per second of ``eqff.predict`` and of one calculator call per frame, on the
-    first ``num_frames`` rMD17 aspirin train_01 frames (float32, CPU), and the largest differences
-    of their energies (eV) and forces (eV/Å). Run in a fresh process."""
+    """Structures per second of ``eqff.predict``, eager and compiled, and of one calculator call
+    per frame with its defaults, on the first ``num_frames`` rMD17 aspirin train_01 frames
+    (float32, CPU); the seconds the compiled run's first batch took (compiling it); and the
+    largest differences of their energies (eV) and forces (eV/Å) from the calculator's. Run in a
+    fresh process."""
     retain_freed_memory()  # a fresh process of eqff's own: see eqff.allocator
     frames = read_rmd17("aspirin", 1, "train", data_root)[:num_frames]
-    potential = Potential(model)
-    predict(potential, frames[:PREDICT_BATCH], PREDICT_BATCH)  # warm-up
-    start = time.perf_counter()
-    predictions = predict(potential, frames, PREDICT_BATCH)
-    batched = time.perf_counter() - start
+    row: dict = {}
+    runs = {}
+    for name, compile in (("eager", False), ("compiled", True)):
+        potential = Potential(model, compile=compile)
+        start = time.perf_counter()
+        predict(potential, frames[:PREDICT_BATCH], PREDICT_BATCH)  # warm-up (compiles)
+        row[f"{name}_first_batch_s"] = time.perf_counter() - start
+        start = time.perf_counter()
+        runs[name] = predict(potential, frames, PREDICT_BATCH)
+        row[f"{name}_per_s"] = len(frames) / (time.perf_counter() - start)
     calculator = EqffCalculator(model)
     start = time.perf_counter()
     singles = []
@@ -526,22 +534,22 @@ def time_predict(model: str, data_root: str | None, num_frames: int) -> dict:
         atoms = frame.to_atoms()
         atoms.calc = calculator
         singles.append((atoms.get_potential_energy(), atoms.get_forces()))
-    one_by_one = time.perf_counter() - start
-    return {
-        "batched_per_s": len(frames) / batched,
-        "single_per_s": len(frames) / one_by_one,
-        "energy_diff": max(abs(p.energy - e) for p, (e, _) in zip(predictions, singles)),
-        "forces_diff": max(float(np.abs(p.forces - f).max()) for p, (_, f) in zip(predictions, singles)),
-    }
+    row["single_per_s"] = len(frames) / (time.perf_counter() - start)
+    for name, predictions in runs.items():
+        row[f"{name}_energy_diff"] = max(abs(p.energy - e) for p, (e, _) in zip(predictions, singles))
+        row[f"{name}_forces_diff"] = max(float(np.abs(p.forces - f).max()) for p, (_, f) in zip(predictions, singles))
+    return row
 
 
 def compare_predict(args: argparse.Namespace) -> None:
-    """Print eqff.predict's throughput beside one calculator call per frame."""
+    """Print eqff.predict's throughput, eager and compiled, beside one calculator call per frame."""
     model = args.model or DEFAULT_POTENTIAL
     row = run_in_fresh_process(time_predict, model, args.data, args.predict)
     print(f"\neqff.predict: {args.predict} rMD17 aspirin frames, model {Path(model).stem}, float32, cpu, batches of "
           f"{PREDICT_BATCH}, {torch.get_num_threads()} threads unless the calculator chooses one (molecules)")
-    print(f"  eqff.predict          {row['batched_per_s']:10.1f} structures/s")
-    print(f"  calculator per frame  {row['single_per_s']:10.1f} structures/s")
-    print(f"  ratio {row['batched_per_s'] / row['single_per_s']:.2f}; largest differences: energy "
-          f"{row['energy_diff']:.1e} eV, forces {row['forces_diff']:.1e} eV/Å")
+    single = row["single_per_s"]
+    print(f"  calculator per frame         {single:10.1f} structures/s")
+    for name in ("eager", "compiled"):
+        print(f"  eqff.predict, {name:9s}      {row[f'{name}_per_s']:10.1f} structures/s, ratio "
+              f"{row[f'{name}_per_s'] / single:.2f} (first batch {row[f'{name}_first_batch_s']:.1f} s); largest "
+              f"differences: energy {row[f'{name}_energy_diff']:.1e} eV, forces {row[f'{name}_forces_diff']:.1e} eV/Å")

@@ -8,6 +8,17 @@ from eqff.data import keys
 from eqff.neighbours import neighbour_list
 
 
+def centred_positions(positions: np.ndarray, dtype: torch.dtype, device: torch.device | str = "cpu") -> torch.Tensor:
+    """(n, 3) positions in Å, less their mean (in float64), as a ``dtype`` tensor on ``device``.
+
+    A rigid translation changes no energy, force or stress, and without it float32 would lose
+    the digits of interatomic distances far from the origin (about 1e-3 Å at 10,000 Å).
+    """
+    positions = np.asarray(positions, dtype=np.float64)
+    centred = positions - positions.mean(axis=0) if len(positions) else positions  # (n, 3)
+    return torch.as_tensor(centred, dtype=dtype, device=device)
+
+
 def structure_to_graph(
     atomic_numbers: np.ndarray,
     positions: np.ndarray,
@@ -20,20 +31,17 @@ def structure_to_graph(
 ) -> dict[str, torch.Tensor]:
     """A one-frame graph from numpy arrays in Å; ``cell_shifts`` are kept only if any pbc is set.
 
-    The positions are centred on their mean in float64 before they are cast to ``dtype``: a
-    rigid translation changes no energy, force or stress, and without it float32 would lose
-    the digits of interatomic distances far from the origin (about 1e-3 Å at 10,000 Å).
+    The positions are centred on their mean in float64 before they are cast to ``dtype``
+    (:func:`centred_positions`).
 
     Args:
         atomic_numbers: (n,); positions: (n, 3); cell: (3, 3); pbc: (3,);
         edge_index: (2, E); cell_shifts: (E, 3) integer multiples of the cell vectors.
         dtype: floating dtype of positions and cell (the model's).
     """
-    positions = np.asarray(positions, dtype=np.float64)
-    centred = positions - positions.mean(axis=0) if len(positions) else positions  # (n, 3)
     graph = {
         keys.ATOMIC_NUMBERS: torch.as_tensor(atomic_numbers, dtype=torch.long, device=device),
-        keys.POSITIONS: torch.as_tensor(centred, dtype=dtype, device=device),
+        keys.POSITIONS: centred_positions(positions, dtype, device),
         keys.CELL: torch.as_tensor(cell, dtype=dtype, device=device).reshape(1, 3, 3),
         keys.PBC: torch.as_tensor(pbc, dtype=torch.bool, device=device).reshape(1, 3),
         keys.BATCH: torch.zeros(len(atomic_numbers), dtype=torch.long, device=device),

@@ -93,9 +93,10 @@ class Committee(EnergyModel):
         member_arguments = {**member_hyperparameters, "elements": list(elements), "cutoff": float(cutoff)}
         self.members = nn.ModuleList(build_model(member_architecture, member_arguments) for _ in range(size))
 
-    def prepare_graph(self, graph: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """The graph as the members read it, derived once for all (they share architecture and cutoff)."""
-        return graph_for_model(self.members[0], graph)
+    def prepare_graph(self, graph: dict[str, torch.Tensor], static_shapes: bool = False) -> dict[str, torch.Tensor]:
+        """The graph as the members read it (:func:`~eqff.nn.forces.graph_for_model`), derived once
+        for all (they share architecture and cutoff)."""
+        return graph_for_model(self.members[0], graph, static_shapes)
 
     def forward(self, graph: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         species = self.species(graph[keys.ATOMIC_NUMBERS])  # (n,)

@@ -32,7 +32,7 @@ crosses the cutoff.
 
 The triplet indices are built and cached on the whole edge list and restricted to the pairs
 within the cutoff at each call, as for GemNet-T (:meth:`DimeNetPlusPlus.prepare_graph`,
-:meth:`eqff.nn.triplets.TripletIndexCache.graph_within_cutoff`); ``forward`` calls it unless the
+:meth:`eqff.nn.triplets.TripletIndexCache.graph_with_triplets`); ``forward`` calls it unless the
 graph already holds them, and :func:`eqff.nn.forces.compiled_energy_forces` calls it before the
 compiled forward.
 

@@ -74,9 +74,10 @@ class TripletEnergyModel(EnergyModel):
         super().__init__(elements, cutoff)
         self.triplets = TripletIndexCache()
 
-    def prepare_graph(self, graph: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """A copy of ``graph`` with the pairs within the cutoff and their triplet indices
-        (:meth:`~eqff.nn.triplets.TripletIndexCache.graph_within_cutoff`: built on the whole edge
-        list once per neighbour-list rebuild, restricted to the pairs within the cutoff at each call).
+    def prepare_graph(self, graph: dict[str, torch.Tensor], static_shapes: bool = False) -> dict[str, torch.Tensor]:
+        """A copy of ``graph`` with its triplet indices
+        (:meth:`~eqff.nn.triplets.TripletIndexCache.graph_with_triplets`: built on the whole edge
+        list once per neighbour-list rebuild), restricted at each call to the pairs within the
+        cutoff unless ``static_shapes`` (:func:`~eqff.nn.forces.graph_for_model`).
         """
-        return self.triplets.graph_within_cutoff(graph, self.cutoff)
+        return self.triplets.graph_with_triplets(graph, None if static_shapes else self.cutoff)

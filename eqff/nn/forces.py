@@ -26,13 +26,25 @@ from eqff.errors import ModelCompileError
 from eqff.nn.geometry import within_cutoff
 
 
-def graph_for_model(model: nn.Module, graph: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """A copy of ``graph`` as ``model`` reads it: only the pairs within the model's cutoff
-    (:func:`~eqff.nn.geometry.within_cutoff`; a Verlet list holds more), plus what a model with a
-    ``prepare_graph(graph) -> graph`` method derives from them (GemNet-T's triplets)."""
+def graph_for_model(
+    model: nn.Module, graph: dict[str, torch.Tensor], static_shapes: bool = False
+) -> dict[str, torch.Tensor]:
+    """A copy of ``graph`` as ``model`` reads it, plus what a model with a
+    ``prepare_graph(graph, static_shapes) -> graph`` method derives from its pairs (GemNet-T's
+    triplets).
+
+    A Verlet list holds pairs beyond the model's cutoff. By default they are dropped
+    (:func:`~eqff.nn.geometry.within_cutoff`), which costs least on a CPU. With
+    ``static_shapes`` every pair is kept: each model's envelope is exactly zero beyond its cutoff,
+    so they change no energy or force (``check_pairs_beyond_the_cutoff_change_nothing`` tests both
+    ways), and the graph's shapes then change only when the list is rebuilt. That spares a GPU the
+    host synchronisation of a data-dependent selection at every step.
+    """
     prepare_graph = getattr(model, "prepare_graph", None)
     if prepare_graph is not None:
-        return prepare_graph(graph)
+        return prepare_graph(graph, static_shapes)
+    if static_shapes:
+        return dict(graph)
     return within_cutoff(graph, model.cutoff)[0]
 
 
@@ -89,7 +101,7 @@ def committee_spread(member_energies: torch.Tensor, member_forces: torch.Tensor)
 
 
 def energy_forces_stress(
-    model: nn.Module, graph: dict[str, torch.Tensor], compute_stress: bool = False
+    model: nn.Module, graph: dict[str, torch.Tensor], compute_stress: bool = False, static_shapes: bool = False
 ) -> dict[str, torch.Tensor]:
     """Energy, forces and, optionally, stress of every frame in ``graph``.
 
@@ -101,13 +113,14 @@ def energy_forces_stress(
         model: maps a graph to ``energy`` (B,) in eV.
         graph: eqff graph dict (see :mod:`eqff.data.keys`).
         compute_stress: also return ``stress`` (B, 3, 3), eV/Å³; every frame must be periodic.
+        static_shapes: keep the pairs beyond the cutoff (:func:`graph_for_model`).
 
     Returns:
         ``energy`` (B,), ``atomic_energies`` (n,), ``forces`` (n, 3) and, if asked, ``stress``;
         for a committee, the member predictions and their spread too (see
         :func:`energies_and_forces`) and the mean stress.
     """
-    graph = graph_for_model(model, graph)
+    graph = graph_for_model(model, graph, static_shapes)
     with torch.enable_grad():
         positions = member_positions(model, graph[keys.POSITIONS]).detach().requires_grad_(True)  # (n, 3) or (K, n, 3)
         inputs = [positions]
@@ -129,7 +142,9 @@ def energy_forces_stress(
     return result
 
 
-def compiled_energy_forces(model: nn.Module) -> Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]]:
+def compiled_energy_forces(
+    model: nn.Module, static_shapes: bool = False
+) -> Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]]:
     """Energy and forces of ``model`` as one ``torch.compile``d function, for training steps.
 
     The same energy and forces as :func:`energy_forces_stress` of a model in training mode
@@ -150,6 +165,9 @@ def compiled_energy_forces(model: nn.Module) -> Callable[[dict[str, torch.Tensor
 
     Args:
         model: maps a graph to ``energy`` (B,) in eV and ``atomic_energies`` (n,).
+        static_shapes: keep the pairs beyond the cutoff (:func:`graph_for_model`); on a GPU,
+            also replay the compiled step as a CUDA graph (``mode="reduce-overhead"``), whose
+            outputs the next call overwrites: copy them before calling again.
 
     Returns:
         a function of a graph giving ``energy`` (B,), ``atomic_energies`` (n,) and ``forces`` (n, 3)
@@ -166,10 +184,14 @@ def compiled_energy_forces(model: nn.Module) -> Callable[[dict[str, torch.Tensor
         gradient, (_, out) = torch.func.grad_and_value(total_energy, has_aux=True)(positions)
         return energies_and_forces(out, gradient)
 
-    compiled = torch.compile(energy_and_forces, dynamic=True, fullgraph=True)
+    # With static shapes on a GPU a step's shapes stay the same until the neighbour list is
+    # rebuilt, so the compiled step is replayed as a CUDA graph (one recorded per edge count).
+    on_gpu = any(parameter.is_cuda for parameter in model.parameters())
+    mode = "reduce-overhead" if static_shapes and on_gpu else None
+    compiled = torch.compile(energy_and_forces, dynamic=True, fullgraph=True, mode=mode)
 
     def compiled_call(graph: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        graph = graph_for_model(model, graph)
+        graph = graph_for_model(model, graph, static_shapes)
         try:
             return compiled(member_positions(model, graph[keys.POSITIONS]), graph)
         except torch._dynamo.exc.Unsupported as error:

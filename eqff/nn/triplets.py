@@ -15,10 +15,11 @@ the same atom. An edge is therefore identified by its atoms *and* its cell shift
 different edges.
 
 Models that read triplets (GemNet-T, DimeNet++) get them through
-:meth:`TripletIndexCache.graph_within_cutoff`, called by their ``prepare_graph``: the graph's
-pairs within the cutoff and their triplet indices, built on the whole (Verlet) edge list once per
-neighbour-list rebuild and restricted to the pairs within the cutoff at every call. Finding those
-pairs is the one step here that reads positions (without gradients).
+:meth:`TripletIndexCache.graph_with_triplets`, called by their ``prepare_graph``: the graph's
+triplet indices, built on the whole (Verlet) edge list once per neighbour-list rebuild and, unless
+shapes are kept static (:func:`eqff.nn.forces.graph_for_model`), restricted to the pairs within
+the cutoff at every call. Finding those pairs is the one step here that reads positions
+(without gradients).
 """
 
 import torch
@@ -262,12 +263,12 @@ class TripletIndexCache(nn.Module):
                 self.cell_shifts = cell_shifts.detach().clone()
         return self.input_edges, self.output_edges, self.slot, self.width, self.reverse
 
-    def graph_within_cutoff(self, graph: dict[str, torch.Tensor], cutoff: float) -> dict[str, torch.Tensor]:
-        """A copy of ``graph`` with only its pairs within ``cutoff`` (Å;
-        :func:`~eqff.nn.geometry.within_cutoff`) and their triplet indices under the keys
-        ``triplet_input_edges``, ``triplet_output_edges``, ``triplet_slots``, ``triplet_width``
-        and ``reverse_edges`` (:mod:`eqff.data.keys`): what the ``prepare_graph`` of a triplet
-        model returns.
+    def graph_with_triplets(self, graph: dict[str, torch.Tensor], cutoff: float | None) -> dict[str, torch.Tensor]:
+        """A copy of ``graph`` with its triplet indices under the keys ``triplet_input_edges``,
+        ``triplet_output_edges``, ``triplet_slots``, ``triplet_width`` and ``reverse_edges``
+        (:mod:`eqff.data.keys`), and only its pairs within ``cutoff`` (Å;
+        :func:`~eqff.nn.geometry.within_cutoff`) unless ``cutoff`` is ``None``: what the
+        ``prepare_graph`` of a triplet model returns.
 
         The triplets are built on the whole edge list the graph came with, cached (this module's
         ``forward``), and restricted to the pairs within the cutoff at each call
@@ -279,9 +280,12 @@ class TripletIndexCache(nn.Module):
             cell_shifts = graph[keys.CELL_SHIFTS]
         num_atoms = graph[keys.ATOMIC_NUMBERS].shape[0]
         input_edges, output_edges, slot, width, reverse = self(graph[keys.EDGE_INDEX], num_atoms, cell_shifts)
-        prepared, keep = within_cutoff(graph, cutoff)
-        if not bool(keep.all()):
-            input_edges, output_edges, slot, width, reverse = restrict_triplets(input_edges, output_edges, reverse, keep)
+        if cutoff is None:
+            prepared = dict(graph)
+        else:
+            prepared, keep = within_cutoff(graph, cutoff)
+            if not bool(keep.all()):
+                input_edges, output_edges, slot, width, reverse = restrict_triplets(input_edges, output_edges, reverse, keep)
         prepared[keys.TRIPLET_INPUT_EDGES] = input_edges
         prepared[keys.TRIPLET_OUTPUT_EDGES] = output_edges
         prepared[keys.TRIPLET_SLOTS] = slot

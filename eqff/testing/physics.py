@@ -58,10 +58,15 @@ def _is_fully_periodic(atoms: Atoms) -> bool:
 
 
 def _evaluate_prepared(
-    model: nn.Module, atoms: Atoms, dtype: torch.dtype, compute_stress: bool = False, skin: float = 0.0
+    model: nn.Module,
+    atoms: Atoms,
+    dtype: torch.dtype,
+    compute_stress: bool = False,
+    skin: float = 0.0,
+    static_shapes: bool = False,
 ) -> dict[str, torch.Tensor]:
     graph = atoms_to_graph(atoms, model.cutoff + skin, dtype)
-    out = energy_forces_stress(model, graph, compute_stress=compute_stress)
+    out = energy_forces_stress(model, graph, compute_stress=compute_stress, static_shapes=static_shapes)
     result = {
         keys.ENERGY: out[keys.ENERGY].detach().double().reshape(()),  # ()
         keys.ATOMIC_ENERGIES: out[keys.ATOMIC_ENERGIES].detach().double(),  # (n,)
@@ -493,7 +498,9 @@ def check_pairs_beyond_the_cutoff_change_nothing(
     model: nn.Module, atoms: Atoms, dtype: torch.dtype = torch.float64, skin: float = 1.0, atol: float | None = None
 ) -> None:
     """A neighbour list that also holds pairs up to ``cutoff + skin`` Å (a Verlet list, as eqff's
-    calculators and MD engines pass) gives the energy, forces and (periodic) stress of the exact list.
+    calculators and MD engines pass) gives the energy, forces and (periodic) stress of the exact list,
+    both with the extra pairs dropped before the model and kept for its envelope to zero (static
+    shapes, :func:`eqff.nn.forces.graph_for_model`).
 
     Raises ``ValueError`` if ``atoms`` has no pair in that shell, which would make the check vacuous.
     """
@@ -505,8 +512,10 @@ def check_pairs_beyond_the_cutoff_change_nothing(
         raise ValueError(f"no pair of the structure lies between {cutoff} and {cutoff + skin} Å")
     stress = _is_fully_periodic(atoms)
     exact = _evaluate_prepared(prepared, atoms, dtype, stress)
-    verlet = _evaluate_prepared(prepared, atoms, dtype, stress, skin=skin)
-    _compare_results(verlet, exact, dtype, atol, f"neighbour list with pairs up to {cutoff + skin} Å")
+    for static_shapes in (False, True):
+        verlet = _evaluate_prepared(prepared, atoms, dtype, stress, skin=skin, static_shapes=static_shapes)
+        kept = "kept" if static_shapes else "dropped"
+        _compare_results(verlet, exact, dtype, atol, f"neighbour list with pairs up to {cutoff + skin} Å ({kept})")
 
 
 def check_model_file_round_trip(model: nn.Module, structures: Sequence[Atoms], dtype: torch.dtype, folder: Path) -> None:
