@@ -4,6 +4,7 @@ Runs use tiny models and a few frames (rMD17 ethanol from ``$EQFF_DATA``, or a h
 extended-XYZ file), so the whole module takes seconds on a CPU.
 """
 
+import copy
 import csv
 import itertools
 import json
@@ -177,6 +178,40 @@ def test_loss_terms_match_hand_computed_errors(kind):
     assert losses["energy"].item() == pytest.approx(energy, rel=1e-6)
     assert losses["forces"].item() == pytest.approx(forces, rel=1e-6)
     assert losses["loss"].item() == pytest.approx(2 * energy + 10 * forces, rel=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["mse", "l2mae"])
+def test_torque_term_is_the_net_torque_of_each_isolated_frames_force_error(kind):
+    """Frame 0 (two atoms 2 Å apart on x, opposite force errors along y): torque (0, 0, 2) eV
+    about its centroid; frame 1 is periodic and left out; a rigid shift of the force errors
+    (no torque) adds nothing."""
+    batch = {
+        keys.ENERGY: torch.zeros(2, dtype=torch.float64),
+        keys.FORCES: torch.zeros(4, 3, dtype=torch.float64),
+        keys.POSITIONS: torch.tensor([[1.0, 5.0, 0.0], [3.0, 5.0, 0.0], [0.0, 0.0, 0.0], [1.0, 0.0, 0.0]]),
+        keys.BATCH: torch.tensor([0, 0, 1, 1]),
+        keys.PBC: torch.tensor([[False] * 3, [True] * 3]),
+    }
+    force_errors = torch.tensor([[0.0, -1.0, 0.0], [0.0, 1.0, 0.0], [0.0, 7.0, 0.0], [0.0, -7.0, 0.0]])
+    predicted = {keys.ENERGY: torch.zeros(2), keys.FORCES: force_errors}
+    plain = EnergyForceLoss(energy_weight=1.0, forces_weight=1.0, kind=kind)(predicted, batch)
+    assert "torque" not in plain
+    losses = EnergyForceLoss(energy_weight=1.0, forces_weight=1.0, kind=kind, torque_weight=3.0)(predicted, batch)
+    expected = 4.0 / 3 if kind == "mse" else 2.0  # τ = (0, 0, 2): mean squared component, or length
+    assert losses["torque"].item() == pytest.approx(expected, rel=1e-6)
+    assert losses["loss"].item() == pytest.approx(plain["loss"].item() + 3.0 * expected, rel=1e-6)
+    shifted = {**predicted, keys.FORCES: force_errors + torch.tensor([0.5, -0.2, 0.3])}
+    shifted_losses = EnergyForceLoss(1.0, 1.0, kind, torque_weight=3.0)(shifted, batch)
+    assert shifted_losses["torque"].item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_torque_term_is_zero_for_an_invariant_model(painn_model, molecule):
+    """PaiNN's forces have no net torque, so against torque-free labels the term vanishes."""
+    graph = atoms_to_graph(molecule, painn_model.cutoff, torch.float64)
+    predicted = energy_forces_stress(copy.deepcopy(painn_model).double(), graph)
+    batch = {**graph, keys.ENERGY: predicted[keys.ENERGY].detach(), keys.FORCES: torch.zeros_like(predicted[keys.FORCES])}
+    losses = EnergyForceLoss(1.0, 1.0, "mse", torque_weight=1.0)(predicted, batch)
+    assert losses["torque"].item() < 1e-24
 
 
 # --- checkpoints -----------------------------------------------------------------------------

@@ -159,12 +159,15 @@ class LossConfig(_Section):
 
     ``mse``: squared errors of the energy per atom ((eV/atom)²) and of the force components
     ((eV/Å)²). ``l2mae``: absolute error of the energy per atom (eV/atom) and length of the force
-    error vector of each atom (eV/Å).
+    error vector of each atom (eV/Å). ``torque_weight``: the weight of the net torque of each
+    isolated frame's force error (eV² or eV), which pushes a model that is only approximately
+    invariant under rotations (PONITA) towards invariance.
     """
 
     kind: LossKind = "mse"
     energy_weight: float = Field(1.0, ge=0)
     forces_weight: float = Field(1000.0, ge=0)
+    torque_weight: float = Field(0.0, ge=0)
 
     @model_validator(mode="after")
     def _some_weight(self) -> "LossConfig":

@@ -60,7 +60,7 @@ class LitPotential(pl.LightningModule):
         source_labels: the name of each validation loader's data source, in loader order.
 
     Logged: ``train/loss_step`` (this process's, every step; progress bar) and ``train/loss_epoch``, its unweighted terms ``train/energy_loss`` and
-    ``train/forces_loss`` (in the units of the loss's kind), ``val/loss``, ``val/energy_mae``
+    ``train/forces_loss`` (and ``train/torque_loss`` with a torque weight; in the units of the loss's kind), ``val/loss``, ``val/energy_mae``
     and ``val/energy_rmse`` (meV per frame), ``val/forces_mae`` and ``val/forces_rmse`` (meV/Å
     per component), all over every source's validation frames; with several sources also
     ``val/<label>/energy_mae`` and ``val/<label>/forces_mae`` for each.
@@ -110,6 +110,8 @@ class LitPotential(pl.LightningModule):
         self.log("train/loss_epoch", losses["loss"], **epoch)
         self.log("train/energy_loss", losses["energy"], **epoch)
         self.log("train/forces_loss", losses["forces"], **epoch)
+        if "torque" in losses:
+            self.log("train/torque_loss", losses["torque"], **epoch)
         return losses["loss"]
 
     def on_validation_epoch_start(self) -> None:

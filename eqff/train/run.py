@@ -240,7 +240,8 @@ def train(
         )
         for source in sources
     ]
-    loss = EnergyForceLoss(config.loss.energy_weight, config.loss.forces_weight, config.loss.kind)
+    loss = EnergyForceLoss(config.loss.energy_weight, config.loss.forces_weight, config.loss.kind,
+                          config.loss.torque_weight)
     rotation_seed = config.seed if settings.random_rotations else None
     lit = LitPotential(
         model,

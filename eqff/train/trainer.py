@@ -51,7 +51,7 @@ def build_trainer(config: RunConfig, run_dir: Path, num_batches: int, progress_b
     if settings.stage_two is not None:  # before the lr is logged
         stage = settings.stage_two
         forces_weight = config.loss.forces_weight if stage.forces_weight is None else stage.forces_weight
-        loss = EnergyForceLoss(stage.energy_weight, forces_weight, config.loss.kind)
+        loss = EnergyForceLoss(stage.energy_weight, forces_weight, config.loss.kind, config.loss.torque_weight)
         callbacks.append(StageTwo(stage.start_epoch, loss, stage.lr))
     callbacks += [Timer(duration=budget, interval="epoch"), EpochStopwatch(), LearningRateMonitor("epoch")]
     if settings.snapshot_minutes:
