@@ -46,7 +46,7 @@ def predict(
     device: str | torch.device = "cpu",
     dtype: str = "float32",
     threads: int | None = None,
-    compile: bool | None = None,
+    compile: bool | None = False,
 ) -> list[Prediction]:
     """Energy, forces and, for fully periodic structures, stress of every structure, in order.
 
@@ -56,9 +56,10 @@ def predict(
         structures: ``ase.Atoms`` or :class:`~eqff.data.frames.Frame` objects, in Å.
         batch_size: structures per model call; fully periodic structures are batched apart
             from the others, since only they get a stress.
-        device, dtype, threads, compile: as for :class:`~eqff.potential.Potential`: by default
-            the batches run eagerly until they have taken about what compiling the model costs,
-            and compiled from then on (:mod:`eqff.compilation`).
+        device, dtype, threads: as for :class:`~eqff.potential.Potential`.
+        compile: as for :class:`~eqff.potential.Potential`, but eager by default: on a 2-core
+            CPU, batches of 32 aspirin frames ran at 317 structures/s eagerly and at 25 compiled
+            on 2 threads (``eqff bench --predict 1000``).
 
     Raises:
         UnknownElementError: a structure holds an element the model does not know (checked
