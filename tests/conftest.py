@@ -113,12 +113,14 @@ def periodic_atoms() -> Atoms:
 @pytest.fixture(scope="session")
 def card_test_maes() -> Callable[[Path], tuple[float, float]]:
     """Reads a potential's card: its energy MAE (meV) and force MAE (meV/Å) from the card's
-    `eqff evaluate` table of the test frames (``test_01``; a card may show other tables too)."""
+    `eqff evaluate` table of the test frames (``test_01``; over all frames for several molecules;
+    a card may show other tables too)."""
 
     def read(card: Path) -> tuple[float, float]:
         lines = card.read_text().splitlines()
         start = next(i for i, line in enumerate(lines) if line.startswith("eqff evaluate: model") and "test_01" in line)
-        rows = {line[:15].strip(): line.split() for line in lines[start + 1 : start + 6]}
+        end = next(i for i in range(start, len(lines)) if lines[i].startswith("frames "))
+        rows = {line[:15].strip(): line.split() for line in lines[start + 1 : end]}  # the table over all frames
         return float(rows["energy   meV"][2]), float(rows["forces   meV/Å"][2])
 
     return read

@@ -40,11 +40,14 @@ def test_split_file_is_the_one_the_model_was_trained_on(name):
 @pytest.mark.parametrize("name", POTENTIALS)
 def test_card_gives_the_evaluate_command_its_table_and_the_validation_error(name):
     metadata = load_model(SHIPPED_POTENTIALS_DIR / f"{name}.eqff")[1]["metadata"]
-    [data] = metadata["config"]["data"]  # one rMD17 molecule
-    molecule = data["molecule"]
+    molecules = [data["molecule"] for data in metadata["config"]["data"]]  # rMD17 molecules
     card = (SHIPPED_POTENTIALS_DIR / f"{name}.md").read_text()
-    assert f"eqff evaluate {name} --dataset rmd17 --molecule {molecule} --split 1 --part test" in card
-    assert f"eqff evaluate: model {name} on rMD17 {molecule} test_01, 1000 frames" in card
+    if len(molecules) == 1:
+        assert f"eqff evaluate {name} --dataset rmd17 --molecule {molecules[0]} --split 1 --part test" in card
+    else:
+        assert f"eqff evaluate {name} --split-file potentials/{name}.split.json --part test" in card
+    test_sets = "; ".join(f"rMD17 {molecule} test_01" for molecule in molecules)
+    assert f"eqff evaluate: model {name} on {test_sets}, {1000 * len(molecules)} frames" in card
     assert f"{metadata['validation_forces_mae_meV_per_A']:.2f} meV/Å" in card
 
 
