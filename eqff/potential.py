@@ -156,7 +156,6 @@ class Potential:
         self.timings = Timings(neighbour_list=built - start, model=_now(self.device) - built)
         return result
 
-
     def _graph(
         self,
         atomic_numbers: np.ndarray,
