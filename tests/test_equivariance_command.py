@@ -44,3 +44,23 @@ def test_model_files_are_measured_with_their_own_grid(tmp_path, capsys):
     assert int(row[1]) == 4 and float(row[4]) > 1e-4
     with pytest.raises(SystemExit, match="is a painn model"):
         main(["equivariance", "--models", str(tmp_path / "painn.eqff"), "--data", DATA_ROOT])
+
+
+@pytest.mark.skipif(not HAVE_ASPIRIN, reason="rMD17 data not found (set EQFF_DATA)")
+def test_test_frames_take_the_largest_error_over_frames(tmp_path, capsys):
+    """With --test-frames the largest energy error and torque are over every frame: never below
+    those of the first frame alone."""
+    torch.manual_seed(0)
+    path = tmp_path / "ponita-n4.eqff"
+    save_model(path, build_model("ponita", {"elements": [1, 6, 8], "num_orientations": 4}))
+    rows = {}
+    for frames in ("1", "3"):
+        argv = ["equivariance", "--models", str(path), "--system", "ethanol", "--test-frames", frames, "--rotations",
+                "2", "--repeats", "1", "--nve-steps", "2", "--data", DATA_ROOT]  # fmt: skip
+        assert main(argv) == 0
+        output = capsys.readouterr().out
+        assert f"the first {frames} test_01 frames" in output
+        (row,) = [line.split() for line in output.splitlines() if line.startswith("ponita-n4 ")]
+        rows[frames] = [float(value) for value in row[2:8]]
+    assert rows["3"][1] >= rows["1"][1] and rows["3"][4] >= rows["1"][4]  # |ΔE| max, torque
+    assert rows["3"] != rows["1"]

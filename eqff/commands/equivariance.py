@@ -11,6 +11,9 @@ rotations Q (:func:`eqff.rotations.random_rotations`, seed 0) of the structure w
   |F| component (relative);
 - net torque: the largest |Σ (x_i − x̄) × F_i| in eV over the structure and its rotations (x̄ the
   centroid; zero for exactly invariant energies);
+
+with ``--test-frames K`` the same over the first K ``test_01`` frames and their rotations (means
+of the means, largest of the largest);
 - angular-momentum drift: the largest |L| over a short float64 NVE run from 300 K velocities
   without rotation (seed 0), divided by its length, in ħ/ps;
 
@@ -28,7 +31,7 @@ from ase import Atoms
 
 from eqff.commands.bench import ELEMENTS, time_calls
 from eqff.md.systems import benchmark_system
-from eqff.data.md17 import MOLECULES
+from eqff.data.md17 import MOLECULES, read_rmd17
 from eqff.integrations.ase import EqffCalculator
 from eqff.model_file import load_model
 from eqff.models import build_model
@@ -48,6 +51,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="trained PONITA model files, measured instead of random-weight models (N from each file)")  # fmt: skip
     parser.add_argument("--system", default="aspirin", choices=MOLECULES,
                         help="rMD17 molecule (first train_01 frame) to rotate (default: %(default)s)")  # fmt: skip
+    parser.add_argument("--test-frames", type=int, default=0, metavar="K",
+                        help="rotate the first K frames of the molecule's test_01 instead of its first train_01 frame; "
+                        "errors are then over every frame and rotation (default: %(default)s)")  # fmt: skip
     parser.add_argument("--nve-steps", type=int, default=200,
                         help=f"velocity-Verlet steps of {NVE_TIMESTEP_FS:g} fs for the angular-momentum drift (default: %(default)s)")  # fmt: skip
     parser.add_argument("--data", help="data folder holding rmd17/ (default: $EQFF_DATA)")
@@ -87,6 +93,15 @@ def equivariance_errors(model: torch.nn.Module, atoms: Atoms, rotations: np.ndar
     }
 
 
+def errors_over_structures(model: torch.nn.Module, structures: list[Atoms], rotations: np.ndarray) -> dict[str, float]:
+    """:func:`equivariance_errors` over several structures: means of the means, largest of the largest."""
+    per_structure = [equivariance_errors(model, atoms, rotations) for atoms in structures]
+    combined = {key: float(np.mean([errors[key] for errors in per_structure])) for key in per_structure[0]}
+    combined["energy_max_meV"] = max(errors["energy_max_meV"] for errors in per_structure)
+    combined["torque_eV"] = max(errors["torque_eV"] for errors in per_structure)
+    return combined
+
+
 def angular_momentum_drift(model: torch.nn.Module, atoms: Atoms, steps: int) -> float:
     """ħ/ps: the largest |L| over ``steps`` float64 velocity-Verlet steps of :data:`NVE_TIMESTEP_FS`
     from 300 K velocities without rotation (seed 0), divided by the run's length."""
@@ -118,20 +133,26 @@ def models_to_measure(args: argparse.Namespace) -> list[tuple[str, int, torch.nn
 
 def run(args: argparse.Namespace) -> int:
     models = models_to_measure(args)
-    atoms = benchmark_system(args.system, args.data)
+    if args.test_frames > 0:
+        structures = [frame.to_atoms() for frame in read_rmd17(args.system, 1, "test", args.data)[: args.test_frames]]
+        frames = f"the first {len(structures)} test_01 frames"
+    else:
+        structures = [benchmark_system(args.system, args.data)]
+        frames = "its first train_01 frame"
+    atoms = structures[0]
     rotations = random_rotations(args.rotations, seed=0).numpy()
     weights = "with trained weights" if args.models else "at its defaults with random weights (seed 0)"
-    print(f"PONITA {weights}, rMD17 {args.system} ({len(atoms)} atoms); errors in "
+    print(f"PONITA {weights}, rMD17 {args.system} ({len(atoms)} atoms), {frames}; errors in "
           f"float64 over {args.rotations} random rotations Q; ms per call in float32, median of {args.repeats}, "
           f"{torch.get_num_threads()} threads")  # fmt: skip
-    print(f"net torque: largest over the structure and its rotations; |L|: over {args.nve_steps} NVE steps of "
+    print(f"net torque: largest over the structures and their rotations; |L|: over {args.nve_steps} NVE steps of "
           f"{NVE_TIMESTEP_FS:g} fs in float64 from 300 K without rotation")
     header = (f"{'model':<32} {'N':>4} {'|ΔE| mean meV':>14} {'|ΔE| max meV':>13} {'|ΔF| meV/Å':>11} "
               f"{'|ΔF| / |F|':>11} {'torque eV':>10} {'|L| ħ/ps':>9} {'ms/call':>8}")  # fmt: skip
     print(header)
     print("-" * len(header))
     for label, num_orientations, model in models:
-        errors = equivariance_errors(model, atoms, rotations)
+        errors = errors_over_structures(model, structures, rotations)
         drift = angular_momentum_drift(model, atoms, args.nve_steps)
         ms = time_calls(atoms, EqffCalculator(model, dtype="float32"), args.repeats)["total_ms"]
         print(f"{label:<32} {num_orientations:>4} {errors['energy_mean_meV']:>14.4f} {errors['energy_max_meV']:>13.4f} "
