@@ -64,3 +64,25 @@ def test_test_frames_take_the_largest_error_over_frames(tmp_path, capsys):
         rows[frames] = [float(value) for value in row[2:8]]
     assert rows["3"][1] >= rows["1"][1] and rows["3"][4] >= rows["1"][4]  # |ΔE| max, torque
     assert rows["3"] != rows["1"]
+
+
+@pytest.mark.skipif(not HAVE_ASPIRIN, reason="rMD17 data not found (set EQFF_DATA)")
+def test_model_files_run_on_other_grids(tmp_path, capsys):
+    """--orientations with --models runs the file's weights on each grid: N = 4 gives the file's own
+    row, a finer grid a smaller rotation error, and PNITA's grid is refused in one line."""
+    torch.manual_seed(0)
+    path = tmp_path / "ponita-n4.eqff"
+    save_model(path, build_model("ponita", {"elements": [1, 6, 8], "num_orientations": 4}))
+    common = ["--system", "ethanol", "--rotations", "2", "--repeats", "1", "--nve-steps", "2", "--data", DATA_ROOT]
+
+    def rows(*orientations: str) -> dict[int, list[float]]:
+        assert main(["equivariance", "--models", str(path), *orientations, *common]) == 0
+        lines = [line.split() for line in capsys.readouterr().out.splitlines() if line.startswith("ponita-n4 ")]
+        return {int(row[1]): [float(value) for value in row[2:8]] for row in lines}
+
+    own = rows()
+    regridded = rows("--orientations", "4", "32")
+    assert sorted(regridded) == [4, 32] and regridded[4] == own[4]
+    assert regridded[32][1] < regridded[4][1] and regridded[32][4] < regridded[4][4]  # |ΔE| max, torque
+    with pytest.raises(SystemExit, match="0 orientations"):
+        rows("--orientations", "0")

@@ -209,6 +209,18 @@ def test_rotation_error_falls_as_the_grid_grows(molecule):
     assert all(torch.equal(weights[0][k], w[k]) for w in weights[1:] for k in weights[0])
 
 
+def test_weights_of_one_grid_run_on_another(molecule):
+    """A coarse model's weights, moved onto a finer grid, equal that grid's model of the same seed;
+    PNITA's weights (no sphere kernels) fit no PONITA."""
+    coarse, fine = _make_ponita(8, seed=3), _make_ponita(32, seed=3)
+    moved = _make_ponita(32, seed=4)
+    moved.load_state_dict(moved.state_dict_for_grid(coarse.state_dict()))
+    graph = atoms_to_graph(molecule, CUTOFF, torch.float32)
+    assert torch.equal(moved(graph)[keys.ENERGY], fine(graph)[keys.ENERGY])
+    with pytest.raises(ValueError, match="0 orientations"):
+        fine.state_dict_for_grid(_make_ponita(0).state_dict())
+
+
 def test_registered_and_built_from_hyperparameters():
     """``hyperparameters`` holds every constructor argument, so that model files rebuild the model."""
     assert ARCHITECTURES["ponita"] is Ponita

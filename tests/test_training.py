@@ -30,7 +30,7 @@ from eqff.data.frames import Frame
 from eqff.data.units import KCAL_PER_MOL
 from eqff.errors import DataFileError, ModelFileError, UnknownElementError
 from eqff.model_file import read_model_file, save_model
-from eqff.models import PaiNN
+from eqff.models import PaiNN, build_model
 from eqff.nn.forces import energy_forces_stress
 from eqff.rotations import random_rotations
 from eqff.train.augment import rotate_frames
@@ -323,6 +323,29 @@ def test_initial_weights_start_a_run_from_a_model_file(tiny_run, tmp_path):
 
     content["model"]["hyperparameters"]["num_features"] = 32
     with pytest.raises(ConfigError, match=r"num_features: 16 in the file, 32 in the config"):
+        build_initial_model(parse_config(content), source.train)
+
+
+@needs_rmd17
+def test_initial_weights_of_ponita_run_on_the_configs_grid(tmp_path):
+    """PONITA's weights do not depend on its sphere grid: a model file of 8 orientations starts a
+    run on 16, with every weight but the grid (and the refitted offsets) unchanged; PNITA's do not fit."""
+    content = tiny_config(tmp_path, name="regridded")
+    size = dict(cutoff=4.0, num_features=8, num_layers=1, basis_dim=8, num_radial=4)
+    content["model"] = {"architecture": "ponita", "hyperparameters": {**size, "num_orientations": 16}}
+    config = parse_config(content)
+    [source], _ = split_frames(config, None)
+    start_file = tmp_path / "coarse.eqff"
+    save_model(start_file, build_model("ponita", {"elements": [1, 6, 8], **size, "num_orientations": 8}))
+    content["model"]["initial_weights"] = str(start_file)
+    started = build_initial_model(parse_config(content), source.train)
+    assert len(started.orientations) == 16
+    stored = read_model_file(start_file)["state_dict"]
+    assert all(torch.equal(started.state_dict()[name], stored[name])
+               for name in stored if name not in ("orientations", "scale_shift.offsets"))  # fmt: skip
+
+    content["model"]["hyperparameters"]["num_orientations"] = 0
+    with pytest.raises(ConfigError, match="0 orientations"):
         build_initial_model(parse_config(content), source.train)
 
 

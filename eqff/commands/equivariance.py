@@ -19,7 +19,8 @@ of the means, largest of the largest);
 
 and times an energy+forces call in float32 (ms, median), so that accuracy can be weighed
 against cost. N = 0 is PNITA, exactly invariant. With ``--models`` it measures trained PONITA
-model files instead (each with the N stored in it), e.g. on the molecule they were trained on.
+model files instead, e.g. on the molecule they were trained on: each on the N stored in it, or,
+with ``--orientations``, its weights on each of those grids (no weight depends on N).
 """
 
 import argparse
@@ -41,10 +42,14 @@ from eqff.rotations import random_rotations
 NVE_TIMESTEP_FS = 0.5
 """fs: the velocity-Verlet step of the angular-momentum drift."""
 
+RANDOM_MODEL_GRIDS = (0, 4, 8, 12, 20, 32, 64)
+"""The grid sizes N measured by default with random weights."""
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--orientations", type=int, nargs="+", default=[0, 4, 8, 12, 20, 32, 64],
-                        help="grid sizes N (default: %(default)s)")  # fmt: skip
+    parser.add_argument("--orientations", type=int, nargs="+",
+                        help=f"grid sizes N (default: {' '.join(map(str, RANDOM_MODEL_GRIDS))}; with --models, "
+                        "each file's own N); with --models, each file's weights are run on each N")  # fmt: skip
     parser.add_argument("--rotations", type=int, default=10, help="random rotations per N (default: %(default)s)")
     parser.add_argument("--repeats", type=int, default=10, help="timed calls per N (default: %(default)s)")
     parser.add_argument("--models", nargs="+", metavar="MODEL",
@@ -118,16 +123,28 @@ def ponita(num_orientations: int) -> torch.nn.Module:
     return build_model("ponita", {"elements": ELEMENTS, "num_orientations": num_orientations})
 
 
+def on_grid(model: torch.nn.Module, content: dict, num_orientations: int) -> torch.nn.Module:
+    """The PONITA of a model file's ``content`` with its weights on a grid of ``num_orientations``."""
+    moved = build_model("ponita", {**content["hyperparameters"], "num_orientations": num_orientations})
+    try:
+        moved.load_state_dict(moved.state_dict_for_grid(model.state_dict()))
+    except ValueError as error:
+        raise SystemExit(f"error: --orientations {num_orientations}: {error}") from None
+    return moved.to(next(model.parameters()).dtype).eval()
+
+
 def models_to_measure(args: argparse.Namespace) -> list[tuple[str, int, torch.nn.Module]]:
-    """(label, N, model) for each model file of ``--models``, else for random-weight PONITA at each ``--orientations``."""
+    """(label, N, model) for each model file of ``--models`` (on its own N, or on each of
+    ``--orientations``), else for random-weight PONITA at each ``--orientations``."""
     if not args.models:
-        return [("random", n, ponita(n)) for n in args.orientations]
+        return [("random", n, ponita(n)) for n in args.orientations or RANDOM_MODEL_GRIDS]
     measured = []
     for path in args.models:
         model, content = load_model(path)
         if content["architecture"] != "ponita":
             raise SystemExit(f"error: {path} is a {content['architecture']} model; eqff equivariance measures PONITA")
-        measured.append((Path(path).stem, len(model.orientations), model))
+        for n in args.orientations or [len(model.orientations)]:
+            measured.append((Path(path).stem, n, model if n == len(model.orientations) else on_grid(model, content, n)))
     return measured
 
 

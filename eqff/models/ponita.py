@@ -169,6 +169,11 @@ class Ponita(EnergyModel):
         widening_factor: w, expansion of the MLP in each ConvNeXt block.
         envelope_exponent: p of the polynomial cutoff envelope.
 
+    No weight depends on N (the sphere step is normalised by N and the readout is a mean over the
+    grid), so the weights of one grid size load into a model with another
+    (:meth:`state_dict_for_grid`): a model trained on a coarse grid can be fine-tuned or run on a
+    finer one, with a smaller rotation error at a higher cost per call.
+
     ``forward(graph)`` takes an eqff graph (positions (n, 3), atomic_numbers (n,),
     edge_index (2, E), batch (n,), cell (B, 3, 3), optional cell_shifts (E, 3)) and returns
     ``energy`` (B,) and ``atomic_energies`` (n,) in eV.
@@ -206,6 +211,23 @@ class Ponita(EnergyModel):
             ConvNeXtBlock(num_features, basis_dim, widening_factor, on_sphere) for _ in range(num_layers)
         )
         self.readouts = nn.ModuleList(nn.Linear(num_features, 1) for _ in range(num_layers))
+
+    GRID_HYPERPARAMETERS = ("num_orientations",)
+    """Hyperparameters that set the sphere grid alone: models that differ only in these share weights."""
+
+    def state_dict_for_grid(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """``state_dict`` of a PONITA with another grid (N > 0), with this model's grid in place of its own.
+
+        Raises:
+            ValueError: one of the two models is PNITA (N = 0) and the other is not: their weights differ.
+        """
+        stored_grid = state_dict["orientations"]
+        if (len(stored_grid) == 0) != (len(self.orientations) == 0):
+            raise ValueError(
+                f"weights of a model with {len(stored_grid)} orientations do not fit one with {len(self.orientations)}: "
+                "PNITA (0 orientations) has no sphere kernels"
+            )
+        return {**state_dict, "orientations": self.orientations.to(stored_grid.dtype)}
 
     def forward(self, graph: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         species = self.species(graph[keys.ATOMIC_NUMBERS])  # (n,)

@@ -159,10 +159,12 @@ def checkpoint_model_description(path: Path) -> tuple[list[int], dict]:
 
 
 def load_initial_weights(config: RunConfig, train: list[Frame]) -> nn.Module:
-    """The model of the file ``model.initial_weights``, in the config's dtype.
+    """The model of the file ``model.initial_weights``, in the config's dtype. Hyperparameters that
+    set a discretisation alone (a model's ``GRID_HYPERPARAMETERS``, PONITA's sphere grid) may differ:
+    the weights then run on the config's grid.
 
     Raises:
-        ConfigError: the file's architecture or hyperparameters differ from the config's (the
+        ConfigError: the file's architecture or other hyperparameters differ from the config's (the
             message names the differing keys), or the training frames hold an element the
             file's model does not know.
     """
@@ -181,10 +183,19 @@ def load_initial_weights(config: RunConfig, train: list[Frame]) -> nn.Module:
     expected = {"architecture": architecture_name(model), **model.hyperparameters}
     found = {"architecture": content["architecture"], **content["hyperparameters"]}
     differing = sorted(key for key in expected.keys() | found.keys() if expected.get(key) != found.get(key))
+    grid_only = getattr(model, "GRID_HYPERPARAMETERS", ())
+    regridded = [key for key in differing if key in grid_only]
+    differing = [key for key in differing if key not in grid_only]
     if differing:
         details = ", ".join(f"{key}: {found.get(key)!r} in the file, {expected.get(key)!r} in the config" for key in differing)
         raise ConfigError(f"model.initial_weights {path}: the model file does not match the config's model ({details})")
-    model.load_state_dict(content["state_dict"])  # copied into the model's dtype
+    state_dict = content["state_dict"]
+    if regridded:  # e.g. PONITA's weights on a finer sphere grid
+        try:
+            state_dict = model.state_dict_for_grid(state_dict)
+        except ValueError as error:
+            raise ConfigError(f"model.initial_weights {path}: {error}") from None
+    model.load_state_dict(state_dict)  # copied into the model's dtype
     return model
 
 
