@@ -123,9 +123,9 @@ def ponita(num_orientations: int) -> torch.nn.Module:
     return build_model("ponita", {"elements": ELEMENTS, "num_orientations": num_orientations})
 
 
-def on_grid(model: torch.nn.Module, content: dict, num_orientations: int) -> torch.nn.Module:
-    """The PONITA of a model file's ``content`` with its weights on a grid of ``num_orientations``."""
-    moved = build_model("ponita", {**content["hyperparameters"], "num_orientations": num_orientations})
+def on_grid(model: torch.nn.Module, num_orientations: int) -> torch.nn.Module:
+    """A copy of the PONITA ``model`` with its weights on a grid of ``num_orientations``."""
+    moved = build_model("ponita", {**model.hyperparameters, "num_orientations": num_orientations})
     try:
         moved.load_state_dict(moved.state_dict_for_grid(model.state_dict()))
     except ValueError as error:
@@ -144,7 +144,7 @@ def models_to_measure(args: argparse.Namespace) -> list[tuple[str, int, torch.nn
         if content["architecture"] != "ponita":
             raise SystemExit(f"error: {path} is a {content['architecture']} model; eqff equivariance measures PONITA")
         for n in args.orientations or [len(model.orientations)]:
-            measured.append((Path(path).stem, n, model if n == len(model.orientations) else on_grid(model, content, n)))
+            measured.append((Path(path).stem, n, model if n == len(model.orientations) else on_grid(model, n)))
     return measured
 
 
