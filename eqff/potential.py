@@ -65,7 +65,7 @@ class Potential:
         model: a model file path, the name of a shipped potential, or an eqff model (copied,
             so the caller's model keeps its dtype, device and mode).
         device: "cpu", "cuda" or "cuda:N".
-        dtype: "float32" or "float64".
+        dtype: "float32" or "float64"; ``None``: the model file's own (float32 for a model).
         skin: neighbour-list skin, Å.
         threads: torch CPU threads per call; ``None``: one thread for structures under
             :data:`~eqff.threads.MULTI_THREAD_MIN_ATOMS` atoms unless the user set a number
@@ -79,7 +79,7 @@ class Potential:
         self,
         model: str | os.PathLike | nn.Module,
         device: str | torch.device = "cpu",
-        dtype: str = "float32",
+        dtype: str | None = "float32",
         skin: float = DEFAULT_SKIN,
         threads: int | None = None,
         compile: bool | None = None,
@@ -87,16 +87,18 @@ class Potential:
         if threads is not None and threads < 1:
             raise EqffInputError(f"threads must be at least 1, got {threads}")
         self.threads = threads
-        if dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+        if dtype is not None and dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {sorted(DTYPES)} or None, got {dtype!r}")
         self.device = resolve_device(device)
-        self.dtype = DTYPES[dtype]
         self.metadata: dict = {}
         if isinstance(model, nn.Module):
             model = copy.deepcopy(model)
+            saved_dtype = "float32"
         else:
             model, content = load_model(model)
             self.metadata = content["metadata"]
+            saved_dtype = content["dtype"]
+        self.dtype = DTYPES[dtype or saved_dtype]
         self.model = model.to(device=self.device, dtype=self.dtype).eval()
         self.gives_uncertainty = hasattr(self.model, "num_members")
         self.elements = set(self.model.elements)

@@ -15,6 +15,7 @@ from eqff.cli import main
 from eqff.errors import ModelFileError
 from eqff.model_file import FORMAT, FORMAT_VERSION, load_model, read_model_file, save_model, weights_digest
 from eqff.models import ARCHITECTURES
+from eqff.potential import Potential
 from eqff.testing import evaluate
 from tiny_models import TINY
 
@@ -46,6 +47,12 @@ class TestRoundTrip:
             after = evaluate(loaded, atoms, dtype, compute_stress=bool(atoms.pbc.all()))
             for key, value in before.items():
                 assert torch.equal(after[key], value), key
+
+    def test_potential_without_a_dtype_keeps_the_files(self, tmp_path, painn_model, dtype):
+        path = save_model(tmp_path / "m.eqff", painn_model.to(dtype))
+        potential = Potential(path, dtype=None)
+        assert potential.dtype == dtype
+        assert next(potential.model.parameters()).dtype == dtype
 
     def test_state_and_hyperparameters_are_identical(self, saved, painn_model):
         loaded, content = load_model(saved)

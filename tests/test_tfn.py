@@ -5,7 +5,6 @@ from the edge directions, the second reads them back into scalars), built once p
 float64, as SEGNN's tests build theirs (see :mod:`eqff.models.tfn` on precision).
 """
 
-import copy
 import inspect
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,18 +12,17 @@ from contextlib import contextmanager
 import numpy as np
 import pytest
 import torch
-from ase import Atoms
 from e3nn import o3
 from e3nn.nn import Gate
 from torch import nn
 
-from eqff import EqffCalculator
 from eqff.data import keys
 from eqff.data.graph import atoms_to_graph
 from eqff.models import ARCHITECTURES, TFN, build_model
 from eqff.models.tfn import TFNLayer, convolution_paths
 from eqff.nn.steerable import scalar_gate, with_compiled_gates
-from eqff.testing import FLOAT_TOLERANCE, ModelTests, evaluate
+from eqff.testing import ModelTests, evaluate
+from eqff.testing.engines import EngineTests
 
 CUTOFF = 4.0
 ELEMENTS = [1, 6, 7, 8]
@@ -138,7 +136,7 @@ def test_with_compiled_gates_shares_the_weights_and_leaves_the_original_alone(tf
 # --------------------------------------------------------------------------------------------
 
 
-class TestTFN(ModelTests):
+class TestTFN(ModelTests, EngineTests):
     """Every check of the reusable physics suite (float32 and float64, reflections included)."""
 
     @pytest.fixture
@@ -182,54 +180,6 @@ def test_torchscript_matches_eager_and_leaves_the_model_alone(tfn_model, periodi
     torch.testing.assert_close(scripted(graph)[keys.ENERGY], tfn_model(graph)[keys.ENERGY])
     assert all(type(layer.gate) is Gate for layer in tfn_model.layers)  # the eager model keeps e3nn's gates
     assert scripted.readout[0].weight.data_ptr() == tfn_model.readout[0].weight.data_ptr()  # shared weights
-
-
-def test_isolated_atom_is_finite_and_feels_no_force(tfn_model):
-    """An atom without edges: no messages, a finite energy and no force."""
-    result = evaluate(tfn_model, Atoms("O", positions=[[0.0, 0.0, 0.0]]))
-    assert bool(torch.isfinite(result[keys.ENERGY])) and not result[keys.FORCES].any()
-
-
-@pytest.mark.parametrize("dtype_name", ["float32", "float64"])
-def test_ase_calculator(tfn_model, molecule, dtype_name):
-    """The calculator's energy and forces are the model's, and its forces the energy's gradient."""
-    pytest.importorskip("ase.calculators.fd", reason="ASE < 3.24 has no calculate_numerical_forces")
-    from ase.calculators.fd import calculate_numerical_forces
-
-    dtype = {"float32": torch.float32, "float64": torch.float64}[dtype_name]
-    molecule.calc = EqffCalculator(copy.deepcopy(tfn_model), dtype=dtype_name)
-    energy, forces = molecule.get_potential_energy(), molecule.get_forces()
-    expected = evaluate(tfn_model, molecule, dtype)
-    assert energy == pytest.approx(float(expected[keys.ENERGY]), abs=FLOAT_TOLERANCE[dtype] * abs(energy))
-    np.testing.assert_allclose(forces, expected[keys.FORCES].numpy(), rtol=0, atol=FLOAT_TOLERANCE[dtype])
-    if dtype == torch.float64:
-        np.testing.assert_allclose(calculate_numerical_forces(molecule, 1e-5), forces, rtol=0, atol=1e-6)
-
-
-def test_openmm_force_matches_ase(tfn_model, molecule, tmp_path):
-    """openmm-ml's ``eqff`` potential on the TFN model file, on OpenMM's Reference platform."""
-    openmm = pytest.importorskip("openmm", reason="OpenMM is not installed")
-    pytest.importorskip("openmmml", reason="openmm-ml is not installed")
-    from openmm import unit
-    from openmmml import MLPotential
-
-    from eqff import save_model
-    from eqff.data.units import EV_IN_KJ_PER_MOL, EV_PER_ANGSTROM_IN_KJ_PER_MOL_PER_NM
-    from eqff.integrations.openmm import molecule_topology
-
-    model_file = save_model(tmp_path / "tfn.eqff", tfn_model)
-    system = MLPotential("eqff", modelPath=str(model_file)).createSystem(
-        molecule_topology(molecule.numbers), precision="double", device="cpu"
-    )
-    context = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
-    context.setPositions(molecule.positions * unit.angstrom)
-    state = context.getState(getEnergy=True, getForces=True)
-    energy = state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
-    forces = state.getForces(asNumpy=True).value_in_unit(unit.kilojoule_per_mole / unit.nanometer)
-    expected = evaluate(tfn_model, molecule)
-    assert energy == pytest.approx(float(expected[keys.ENERGY]) * EV_IN_KJ_PER_MOL, rel=1e-6)
-    expected_forces = expected[keys.FORCES].numpy() * EV_PER_ANGSTROM_IN_KJ_PER_MOL_PER_NM
-    np.testing.assert_allclose(forces, expected_forces, rtol=0, atol=1e-6 * np.abs(expected_forces).max())
 
 
 def test_openmm_torch_module(tfn_model, molecule):

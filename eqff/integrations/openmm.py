@@ -134,13 +134,13 @@ class EqffPotentialImpl(MLPotentialImpl):
         """
         import torch
 
-        from eqff.model_file import DEFAULT_POTENTIAL, load_model
+        from eqff.model_file import DEFAULT_POTENTIAL
         from eqff.potential import Potential
 
         if precision is not None and precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {sorted(PRECISIONS)} or None, got {precision!r}")
         model = self.modelPath or DEFAULT_POTENTIAL
-        dtype = load_model(model)[1]["dtype"] if precision is None else PRECISIONS[precision]
+        dtype = None if precision is None else PRECISIONS[precision]
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         return Potential(model, device=device, dtype=dtype, threads=threads)
 
