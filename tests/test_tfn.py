@@ -5,6 +5,7 @@ from the edge directions, the second reads them back into scalars), built once p
 float64, as SEGNN's tests build theirs (see :mod:`eqff.models.tfn` on precision).
 """
 
+import copy
 import inspect
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,12 +17,13 @@ from e3nn import o3
 from e3nn.nn import Gate
 from torch import nn
 
+from eqff import EqffCalculator
 from eqff.data import keys
 from eqff.data.graph import atoms_to_graph
 from eqff.models import ARCHITECTURES, TFN, build_model
 from eqff.models.tfn import TFNLayer, convolution_paths
 from eqff.nn.steerable import scalar_gate, with_compiled_gates
-from eqff.testing import ModelTests, evaluate
+from eqff.testing import FLOAT_TOLERANCE, ModelTests, evaluate
 from eqff.testing.engines import EngineTests
 
 CUTOFF = 4.0
@@ -180,6 +182,16 @@ def test_torchscript_matches_eager_and_leaves_the_model_alone(tfn_model, periodi
     torch.testing.assert_close(scripted(graph)[keys.ENERGY], tfn_model(graph)[keys.ENERGY])
     assert all(type(layer.gate) is Gate for layer in tfn_model.layers)  # the eager model keeps e3nn's gates
     assert scripted.readout[0].weight.data_ptr() == tfn_model.readout[0].weight.data_ptr()  # shared weights
+
+
+def test_float32_calculator_gives_the_models_float32_results(tfn_model, molecule):
+    """The float64 calculator is checked by EngineTests; TFN is built in float64, so check float32 too."""
+    molecule.calc = EqffCalculator(copy.deepcopy(tfn_model), dtype="float32")
+    energy, forces = molecule.get_potential_energy(), molecule.get_forces()
+    expected = evaluate(tfn_model, molecule, torch.float32)
+    tolerance = FLOAT_TOLERANCE[torch.float32]
+    assert energy == pytest.approx(float(expected[keys.ENERGY]), abs=tolerance * abs(energy))
+    np.testing.assert_allclose(forces, expected[keys.FORCES].numpy(), rtol=0, atol=tolerance)
 
 
 def test_openmm_torch_module(tfn_model, molecule):
