@@ -28,6 +28,7 @@ COMMANDS = {
     "train-peer": "train MACE or NequIP on the frames of a training config for a fixed time and test it at given minutes",
     "report": "compare models: test MAEs, ms per call, NVE drift, NVT stability and h(r); --peers adds MACE and SchNetPack",
     "equivariance": "PONITA's rotation-equivariance error (energy, forces) and ms per call against the number of sphere orientations",
+    "regrid": "a PONITA model file on a sphere grid of another size: a finer grid lowers the rotation error and costs more per call",
     "export": "write a model for other engines: a metatomic model file for LAMMPS, i-PI and ASE (metatomic-ase)",
     "select": "the frames of a pool that a committee model is least sure of (force uncertainty), to label next",
     "active-learning": "test error against labelled frames chosen by a committee's uncertainty or at random, with a plot",

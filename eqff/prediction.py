@@ -19,9 +19,13 @@ from torch import nn
 from eqff.data import keys
 from eqff.data.frames import Frame
 from eqff.data.graph import collate, structure_to_graph
+from eqff.memory import can_measure, free_bytes, peak_bytes
 from eqff.neighbours import neighbour_list
 from eqff.potential import Potential
 from eqff.threads import call_threads, torch_threads
+
+MEMORY_FRACTION = 0.5
+"""Share of the free memory one batch may take as working memory; the rest is left as margin."""
 
 
 @dataclass(frozen=True)
@@ -54,8 +58,10 @@ def predict(
         model: a model file, the name of a shipped potential, an eqff model, or a
             :class:`~eqff.potential.Potential` (then ``device``, ``dtype``, ``threads`` and ``compile`` are its own).
         structures: ``ase.Atoms`` or :class:`~eqff.data.frames.Frame` objects, in Å.
-        batch_size: structures per model call; fully periodic structures are batched apart
-            from the others, since only they get a stress.
+        batch_size: at most this many structures per model call; fewer where a batch this large
+            would need more than half the free memory (measured by one call on the largest
+            structure). Fully periodic structures are batched apart from the others, since only
+            they get a stress.
         device, dtype, threads: as for :class:`~eqff.potential.Potential`.
         compile: as for :class:`~eqff.potential.Potential`, but eager by default: on a 2-core
             CPU, batches of 32 aspirin frames ran at 317 structures/s eagerly and at 25 compiled
@@ -75,6 +81,8 @@ def predict(
     for frame in frames:
         potential.check_elements(frame.atomic_numbers)
         potential.check_domain(frame.atomic_numbers)
+    if batch_size > 1 and len(frames) > 1:
+        batch_size = min(batch_size, frames_per_call_that_fit(potential, frames))
     predictions: list[Prediction | None] = [None] * len(frames)
     for periodic in (False, True):
         indices = [i for i, frame in enumerate(frames) if bool(frame.pbc.all()) == periodic]
@@ -83,6 +91,17 @@ def predict(
             for index, prediction in zip(batch, _predict_batch(potential, [frames[i] for i in batch], periodic)):
                 predictions[index] = prediction
     return predictions
+
+
+def frames_per_call_that_fit(potential: Potential, frames: Sequence[Frame]) -> int:
+    """How many frames as large as the largest of ``frames`` one call can take within
+    :data:`MEMORY_FRACTION` of the free memory, from one call on that frame alone (at least 1; a
+    large number where memory cannot be measured)."""
+    if not can_measure(potential.device):
+        return len(frames)
+    largest = max(frames, key=lambda frame: frame.num_atoms)
+    per_frame = peak_bytes(lambda: _predict_batch(potential, [largest], bool(largest.pbc.all())), potential.device)
+    return max(1, int(MEMORY_FRACTION * free_bytes(potential.device) / max(per_frame, 1)))
 
 
 def _predict_batch(potential: Potential, frames: list[Frame], compute_stress: bool) -> list[Prediction]:

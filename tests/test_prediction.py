@@ -4,12 +4,15 @@ import copy
 
 import numpy as np
 import pytest
+import torch
 from ase.build import molecule as ase_molecule
 
 import eqff
+import eqff.prediction
 from eqff import EqffCalculator
 from eqff.data.frames import Frame
 from eqff.errors import UnknownElementError
+from eqff.memory import can_measure, free_bytes, peak_bytes
 
 
 def structures(molecule, periodic_atoms) -> list:
@@ -45,3 +48,33 @@ def test_predict_refuses_an_unknown_element_before_evaluating_anything(painn_mod
 def test_predict_needs_a_positive_batch_size(painn_model, molecule):
     with pytest.raises(ValueError, match="batch_size must be at least 1"):
         eqff.predict(copy.deepcopy(painn_model), [molecule], batch_size=0)
+
+
+def test_predict_takes_fewer_frames_per_call_where_the_batch_would_not_fit_in_memory(painn_model, molecule, monkeypatch):
+    """With (pretended) free memory for about two frames' working memory, batches hold at most one."""
+    sizes = []
+    predict_batch = eqff.prediction._predict_batch
+
+    def counted_predict_batch(potential, frames, compute_stress):
+        sizes.append(len(frames))
+        return predict_batch(potential, frames, compute_stress)
+
+    def one_gigabyte_peak(call, device):
+        call()
+        return 10**9
+
+    monkeypatch.setattr(eqff.prediction, "_predict_batch", counted_predict_batch)
+    monkeypatch.setattr(eqff.prediction, "peak_bytes", one_gigabyte_peak)
+    monkeypatch.setattr(eqff.prediction, "free_bytes", lambda device: 3 * 10**9)
+    given = [molecule] * 5
+    predictions = eqff.predict(copy.deepcopy(painn_model), given, batch_size=4, dtype="float64")
+    assert sizes == [1, 1, 1, 1, 1, 1]  # the measuring call, then one frame per call
+    reference = eqff.predict(copy.deepcopy(painn_model), given[:1], dtype="float64")[0]
+    assert [p.energy for p in predictions] == pytest.approx([reference.energy] * 5, rel=1e-12)
+
+
+@pytest.mark.skipif(not can_measure(torch.device("cpu")), reason="needs Linux's /proc/self/clear_refs")
+def test_peak_bytes_sees_the_working_memory_of_a_call_that_frees_it_again():
+    megabytes = peak_bytes(lambda: float(np.ones(20_000_000).sum()), torch.device("cpu")) / 2**20  # 153 MiB, freed
+    assert 140 < megabytes < 400
+    assert 0 < free_bytes(torch.device("cpu"))

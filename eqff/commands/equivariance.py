@@ -125,12 +125,10 @@ def ponita(num_orientations: int) -> torch.nn.Module:
 
 def on_grid(model: torch.nn.Module, num_orientations: int) -> torch.nn.Module:
     """A copy of the PONITA ``model`` with its weights on a grid of ``num_orientations``."""
-    moved = build_model("ponita", {**model.hyperparameters, "num_orientations": num_orientations})
     try:
-        moved.load_state_dict(moved.state_dict_for_grid(model.state_dict()))
+        return model.on_grid(num_orientations)
     except ValueError as error:
         raise SystemExit(f"error: --orientations {num_orientations}: {error}") from None
-    return moved.to(next(model.parameters()).dtype).eval()
 
 
 def models_to_measure(args: argparse.Namespace) -> list[tuple[str, int, torch.nn.Module]]:

@@ -38,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", metavar="FOLDER", help="data folder holding rmd17/ and md17/ (default: $EQFF_DATA)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--dtype", choices=sorted(DTYPES), help="default: the dtype the model was saved in")
-    parser.add_argument("--batch-size", type=int, default=32, help="frames per model call")
+    parser.add_argument("--batch-size", type=int, default=32, help="at most this many frames per model call (default 32; fewer where 32 would not fit in half the free memory)")
     parser.add_argument("--json", help="also write the results to this JSON file")
 
 

@@ -229,6 +229,16 @@ class Ponita(EnergyModel):
             )
         return {**state_dict, "orientations": self.orientations.to(stored_grid.dtype)}
 
+    def on_grid(self, num_orientations: int) -> "Ponita":
+        """A copy of this model, in its dtype and mode, with its weights on a grid of ``num_orientations``.
+
+        Raises:
+            ValueError: ``num_orientations`` is not positive, or one of the two grids is PNITA's (N = 0).
+        """
+        moved = Ponita(**{**self.hyperparameters, "num_orientations": num_orientations})
+        moved.load_state_dict(moved.state_dict_for_grid(self.state_dict()))
+        return moved.to(next(self.parameters()).dtype).train(self.training)
+
     def forward(self, graph: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         species = self.species(graph[keys.ATOMIC_NUMBERS])  # (n,)
         edge_index = graph[keys.EDGE_INDEX]
