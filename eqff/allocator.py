@@ -25,13 +25,33 @@ _M_MMAP_MAX = -4
 _NEVER_TRIM = -1
 
 
+def _libc() -> ctypes.CDLL | None:
+    """The C library, or ``None`` where it cannot be loaded."""
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c"))
+    except (OSError, TypeError):
+        return None
+
+
 @functools.cache
 def retain_freed_memory() -> bool:
     """Tune glibc malloc once per process; return whether it was applied."""
-    try:
-        mallopt = ctypes.CDLL(ctypes.util.find_library("c")).mallopt
-    except (OSError, AttributeError, TypeError):
+    mallopt = getattr(_libc(), "mallopt", None)
+    if mallopt is None:
         return False
     no_mmap = mallopt(_M_MMAP_MAX, 0) == 1
     no_trim = mallopt(_M_TRIM_THRESHOLD, _NEVER_TRIM) == 1
     return no_mmap and no_trim
+
+
+def can_release_freed_memory() -> bool:
+    """Whether :func:`release_freed_memory` works here (glibc's ``malloc_trim`` exists)."""
+    return hasattr(_libc(), "malloc_trim")
+
+
+def release_freed_memory() -> None:
+    """Hand the free pages of every heap back to the operating system now (glibc's
+    ``malloc_trim(0)``, which works even where :func:`retain_freed_memory` stopped automatic
+    trimming), so that the process's resident set counts only memory in use. Requires
+    :func:`can_release_freed_memory`."""
+    _libc().malloc_trim(0)

@@ -2,7 +2,9 @@
 fit instead of the process being killed by the operating system halfway through.
 
 On the CPU the peak is the process's resident set (Linux's ``VmHWM``, reset through
-``/proc/self/clear_refs``); on CUDA it is torch's allocator peak. Elsewhere nothing is measured
+``/proc/self/clear_refs``), measured after the heap's free pages were handed back to the
+operating system (freed memory the process kept would otherwise hide the call's working memory:
+see :mod:`eqff.allocator`); on CUDA it is torch's allocator peak. Elsewhere nothing is measured
 and callers keep the batch size they were given.
 """
 
@@ -11,6 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+
+from eqff.allocator import can_release_freed_memory, release_freed_memory
 
 _STATUS = Path("/proc/self/status")
 _CLEAR_REFS = Path("/proc/self/clear_refs")
@@ -26,7 +30,7 @@ def can_measure(device: torch.device) -> bool:
     """Whether :func:`peak_bytes` and :func:`free_bytes` work on ``device`` here."""
     if device.type == "cuda":
         return True
-    return device.type == "cpu" and _CLEAR_REFS.exists() and _MEMINFO.exists()
+    return device.type == "cpu" and _CLEAR_REFS.exists() and _MEMINFO.exists() and can_release_freed_memory()
 
 
 def peak_bytes(call: Callable[[], object], device: torch.device) -> int:
@@ -39,6 +43,7 @@ def peak_bytes(call: Callable[[], object], device: torch.device) -> int:
         call()
         torch.cuda.synchronize(device)
         return torch.cuda.max_memory_allocated(device) - before
+    release_freed_memory()
     _CLEAR_REFS.write_text("5")  # resets VmHWM, the peak resident set, to the current one
     before = _kilobytes(_STATUS, "VmRSS")
     call()

@@ -34,11 +34,10 @@ def test_bench_prints_one_row_per_model_system_dtype_and_thread_count(capsys):
     ]
     for row in rows:
         assert row[2:4] == ["21", "294"]  # atoms, pairs within 5 Å
-        total, neighbours, model = map(float, row[7:10])
-        assert 0 < neighbours < total and 0 < model < total
+        assert min(map(float, row[7:10])) > 0  # ms per call, neighbour list and model (medians apart)
     for row in rows:  # GemNet-T's rows also time its triplet construction, with its share of the call
         if row[0] == "gemnet-t":
-            assert len(row) == 13 and 0 < float(row[11]) < float(row[7]) and row[12].endswith("%)")
+            assert len(row) == 13 and float(row[11]) > 0 and row[12].endswith("%)")
         else:
             assert len(row) == 11
 
