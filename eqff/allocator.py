@@ -25,8 +25,9 @@ _M_MMAP_MAX = -4
 _NEVER_TRIM = -1
 
 
+@functools.cache
 def _libc() -> ctypes.CDLL | None:
-    """The C library, or ``None`` where it cannot be loaded."""
+    """The C library, or ``None`` where it cannot be loaded (loaded once per process)."""
     try:
         return ctypes.CDLL(ctypes.util.find_library("c"))
     except (OSError, TypeError):
