@@ -67,12 +67,15 @@ class EnergyForcesFunction:
             out = self._compile(graph)
             if out is not None:
                 return out
-        if compute_stress or self.compiled is None:
-            start = time.perf_counter()
-            out = energy_forces_stress(self.model, graph, compute_stress, self.static_shapes)
-            self.eager_seconds += time.perf_counter() - start
-            return out
-        return self.compiled(graph)
+        if not compute_stress and self.compiled is not None:
+            try:
+                return self.compiled(graph)
+            except ModelCompileError as error:  # recompiling for new shapes failed
+                self._stay_eager(error)
+        start = time.perf_counter()
+        out = energy_forces_stress(self.model, graph, compute_stress, self.static_shapes)
+        self.eager_seconds += time.perf_counter() - start
+        return out
 
     def _time_to_compile(self) -> bool:
         if self.compile is None:
@@ -91,9 +94,14 @@ class EnergyForcesFunction:
         try:
             out = compiled(graph)
         except ModelCompileError as error:
-            warnings.warn(f"{error}; eqff goes on without compiling", RuntimeWarning, stacklevel=4)
-            self.compile = False
+            self._stay_eager(error)
             return None
         self.compiled = compiled
         print(f"eqff: compiled in {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
         return out
+
+    def _stay_eager(self, error: ModelCompileError) -> None:
+        """Warn once and compute every later call eagerly."""
+        warnings.warn(f"{error}; eqff goes on without compiling", RuntimeWarning, stacklevel=4)
+        self.compile = False
+        self.compiled = None

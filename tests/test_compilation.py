@@ -82,3 +82,32 @@ def test_a_model_that_cannot_compile_is_named_and_stays_eager(molecule):
         out = function(graph, compute_stress=False)
     assert function.compiled is None and function.compile is False
     torch.testing.assert_close(out[keys.FORCES], -2 * graph[keys.POSITIONS])
+
+
+def test_code_generation_that_fails_is_named(monkeypatch):
+    """TorchInductor's failures (seen on 2 threads for some graphs) become one ModelCompileError."""
+
+    def failing_compile(function, **options):
+        def compiled(*args):
+            raise torch._inductor.exc.InductorError(AssertionError("codegen"), None)
+
+        return compiled
+
+    monkeypatch.setattr(torch, "compile", failing_compile)
+    graph = {keys.POSITIONS: torch.ones(3, 3), keys.EDGE_INDEX: torch.zeros(2, 0, dtype=torch.long)}
+    with pytest.raises(ModelCompileError, match="could not generate code for BranchesOnData.*AssertionError"):
+        compiled_energy_forces(BranchesOnData())(graph)
+
+
+def test_a_compiled_function_that_fails_to_recompile_goes_on_eagerly(molecule):
+    function = EnergyForcesFunction(BranchesOnData(), compile=True)
+
+    def failing_recompilation(graph):
+        raise ModelCompileError("torch.compile could not generate code for BranchesOnData's energy and forces")
+
+    function.compiled = failing_recompilation
+    graph = atoms_to_graph(molecule, 5.0, torch.float64)
+    with pytest.warns(RuntimeWarning, match="could not generate code.*eqff goes on without compiling"):
+        out = function(graph, compute_stress=False)
+    assert function.compiled is None and function.compile is False
+    torch.testing.assert_close(out[keys.FORCES], -2 * graph[keys.POSITIONS])

@@ -37,7 +37,7 @@ from eqff.nn.forces import compiled_energy_forces, energy_forces_stress
 from eqff.neighbours import edge_lengths
 from eqff.nn.triplets import triplet_indices
 from eqff.potential import Potential
-from eqff.prediction import predict
+from eqff.prediction import CPU_PAIRS_PER_CALL, predict
 from eqff.peers.run import (
     DEFAULT_PEERS_PYTHON, PEER_LABELS, PEERS, missing_peers_python, painn_peer_size, time_peer_training_step,
 )  # fmt: skip
@@ -104,8 +104,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", metavar="FOLDER", help="data folder holding rmd17/ (default: $EQFF_DATA)")
     parser.add_argument(
         "--predict", type=int, metavar="N",
-        help="also time eqff.predict, eager and compiled, on the first N rMD17 aspirin train_01 frames in batches "
-        f"of 32 against one calculator call per frame (model: --model, default {DEFAULT_POTENTIAL}), in structures "
+        help="also time eqff.predict, eager and compiled, at its defaults on the first N rMD17 aspirin train_01 "
+        f"frames against one calculator call per frame (model: --model, default {DEFAULT_POTENTIAL}), in structures "
         "per second",
     )  # fmt: skip
     parser.add_argument(
@@ -505,8 +505,8 @@ def compare_peer_training_steps(
         print(f"eqff PaiNN / SchNetPack PaiNN training step on {name}: {eager}{compiled}")
 
 
-PREDICT_BATCH = 32
-"""Structures per model call of ``eqff.predict`` in ``--predict``."""
+WARM_UP_FRAMES = 32
+"""Frames of the untimed ``eqff.predict`` call before each timed one in ``--predict``."""
 
 
 def time_predict(model: str, data_root: str | None, num_frames: int) -> dict:
@@ -522,10 +522,10 @@ def time_predict(model: str, data_root: str | None, num_frames: int) -> dict:
     for name, compile in (("eager", False), ("compiled", True)):
         potential = Potential(model, compile=compile)
         start = time.perf_counter()
-        predict(potential, frames[:PREDICT_BATCH], PREDICT_BATCH)  # warm-up (compiles)
+        predict(potential, frames[:WARM_UP_FRAMES])  # warm-up (compiles)
         row[f"{name}_first_batch_s"] = time.perf_counter() - start
         start = time.perf_counter()
-        runs[name] = predict(potential, frames, PREDICT_BATCH)
+        runs[name] = predict(potential, frames)
         row[f"{name}_per_s"] = len(frames) / (time.perf_counter() - start)
     calculator = EqffCalculator(model)
     start = time.perf_counter()
@@ -545,8 +545,9 @@ def compare_predict(args: argparse.Namespace) -> None:
     """Print eqff.predict's throughput, eager and compiled, beside one calculator call per frame."""
     model = args.model or DEFAULT_POTENTIAL
     row = run_in_fresh_process(time_predict, model, args.data, args.predict)
-    print(f"\neqff.predict: {args.predict} rMD17 aspirin frames, model {Path(model).stem}, float32, cpu, batches of "
-          f"{PREDICT_BATCH}, {torch.get_num_threads()} threads unless the calculator chooses one (molecules)")
+    print(f"\neqff.predict: {args.predict} rMD17 aspirin frames, model {Path(model).stem}, float32, cpu, "
+          f"{torch.get_num_threads()} threads; predict's batches (at most 32 frames and {CPU_PAIRS_PER_CALL} pairs "
+          "per call, eager calls one per thread at a time), the calculator's threads (one for molecules)")
     single = row["single_per_s"]
     print(f"  calculator per frame         {single:10.1f} structures/s")
     for name in ("eager", "compiled"):

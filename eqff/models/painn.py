@@ -51,10 +51,13 @@ class PaiNNMessage(nn.Module):
         w_s, w_v, w_direction = filter_weights.split(self.num_features, dim=0)  # 3 × (F, R)
         ds = to_s.index_select(0, neighbour) * (basis @ w_s.T)  # (E, F)
         along_direction = to_direction.index_select(0, neighbour) * (basis @ w_direction.T)  # (E, F)
-        dv = along_direction.unsqueeze(1) * unit_vectors.unsqueeze(2)  # (E, 3, F)
-        if v is not None:
+        if v is None:
+            dv = along_direction.unsqueeze(1) * unit_vectors.unsqueeze(2)  # (E, 3, F)
+        else:  # one fused multiply-add: a (E, 3, F) temporary fewer, which is most of a call's memory traffic
             from_v = to_v.index_select(0, neighbour) * (basis @ w_v.T)  # (E, F)
-            dv = dv + from_v.unsqueeze(1) * v.index_select(0, neighbour)
+            dv = torch.addcmul(
+                from_v.unsqueeze(1) * v.index_select(0, neighbour), along_direction.unsqueeze(1), unit_vectors.unsqueeze(2)
+            )  # (E, 3, F)
         n = s.shape[0]
         s = s + scatter_sum(ds, centre, n)
         v_sum = scatter_sum(dv, centre, n)  # (n, 3, F)

@@ -172,8 +172,10 @@ def compiled_energy_forces(
     Returns:
         a function of a graph giving ``energy`` (B,), ``atomic_energies`` (n,) and ``forces`` (n, 3)
         (and, for a committee, what :func:`energies_and_forces` adds).
-        Its first call raises :class:`~eqff.errors.ModelCompileError` if the model's forward
-        cannot be traced as one graph (for example, if it branches on the values of a tensor).
+        A call raises :class:`~eqff.errors.ModelCompileError` if the model's forward cannot be
+        traced as one graph (for example, if it branches on the values of a tensor) or
+        TorchInductor fails to generate its code (at the first call, or at a later one that
+        recompiles for new shapes).
     """
 
     def energy_and_forces(positions: torch.Tensor, graph: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -199,6 +201,11 @@ def compiled_energy_forces(
             raise ModelCompileError(
                 f"torch.compile cannot trace {type(model).__name__}'s energy and forces as one graph ({reason}); "
                 "compute them eagerly instead"
+            ) from error
+        except torch._dynamo.exc.BackendCompilerFailed as error:  # TorchInductor's code generation failed
+            raise ModelCompileError(
+                f"torch.compile could not generate code for {type(model).__name__}'s energy and forces "
+                f"({type(error.inner_exception).__name__} in TorchInductor); compute them eagerly instead"
             ) from error
 
     return compiled_call
