@@ -224,6 +224,9 @@ def test_snapshots_keep_the_best_model_at_each_mark_and_learning_curve_evaluates
     first = read_model_file(snapshots[0])
     assert first["metadata"]["epochs"] == 1  # both marks passed in the first epoch: its best model
     assert first["state_dict"].keys() == read_model_file(snapshots[1])["state_dict"].keys()
+    exported = read_model_file(result.model_path)["metadata"]  # the same record: a snapshot can be shipped
+    for key in ("training_data", "split_file", "config", "hardware", "training_domain", "example_structure"):
+        assert first["metadata"][key] == exported[key]
     assert first["metadata"]["validation_forces_mae_meV_per_A"] == pytest.approx(
         read_metrics(result.run_dir, "val/forces_mae")[0]
     )

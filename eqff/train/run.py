@@ -27,6 +27,7 @@ from eqff.train.dataset import GraphDataset, describe_source, frame_to_graph, ma
 from eqff.train.export import export_best_model
 from eqff.train.lightning import ELEMENTS_KEY, FITTED_KEY, LitPotential
 from eqff.train.loss import EnergyForceLoss
+from eqff.train.metadata import run_metadata
 from eqff.train.metrics import check_elements
 from eqff.train.run_folder import (
     CHECKPOINT_DIR,
@@ -264,7 +265,7 @@ def train(
         rotation_seed,
         [source.label for source in sources],
     )
-    trainer = build_trainer(config, run_dir, len(train_loader), progress_bar)
+    trainer = build_trainer(config, run_dir, len(train_loader), progress_bar, run_metadata(config, train_frames))
     last = run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT
     with warnings.catch_warnings():
         # The run folder holds more than logs (and, on resume, checkpoints); graphs are precomputed,

@@ -9,6 +9,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint, Timer
 
 from eqff.model_file import MODEL_FILE_SUFFIX, save_model
 from eqff.train.checkpoint import checkpoint_model_weights
+from eqff.train.metadata import hardware_description
 
 SNAPSHOT_DIR = "snapshots"
 
@@ -30,7 +31,8 @@ class Snapshots(pl.Callback):
         minutes: training times of the snapshots.
         folder: where the files go (:func:`snapshot_name`).
         run_name: the run's name, the files' prefix.
-        metadata: stored in every snapshot, besides its own time, epoch and validation error.
+        metadata: stored in every snapshot (:func:`~eqff.train.metadata.run_metadata`), besides
+            the hardware and its own time, epoch and validation error.
     """
 
     def __init__(self, minutes: list[float], folder: Path, run_name: str, metadata: dict[str, Any]) -> None:
@@ -56,6 +58,7 @@ class Snapshots(pl.Callback):
         for minutes in due:
             metadata = {
                 **self.metadata,
+                "hardware": hardware_description(trainer),
                 "snapshot_minutes": minutes,
                 "training_time_s": seconds,
                 "epochs": trainer.current_epoch + 1,

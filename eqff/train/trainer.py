@@ -6,6 +6,7 @@ import logging
 import time
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, Timer
@@ -40,8 +41,11 @@ class _WithoutTips(logging.Filter):
         return "Tip:" not in record.getMessage()
 
 
-def build_trainer(config: RunConfig, run_dir: Path, num_batches: int, progress_bar: bool) -> pl.Trainer:
-    """A Lightning Trainer with EMA, schedules, early stopping, atomic checkpoints and loggers."""
+def build_trainer(
+    config: RunConfig, run_dir: Path, num_batches: int, progress_bar: bool, metadata: dict[str, Any]
+) -> pl.Trainer:
+    """A Lightning Trainer with EMA, schedules, early stopping, atomic checkpoints and loggers;
+    ``metadata`` (:func:`~eqff.train.metadata.run_metadata`) goes into its snapshots."""
     settings = config.training
     checkpoints = run_dir / CHECKPOINT_DIR
     budget = timedelta(minutes=settings.max_time_minutes) if settings.max_time_minutes else None
@@ -55,7 +59,6 @@ def build_trainer(config: RunConfig, run_dir: Path, num_batches: int, progress_b
         callbacks.append(StageTwo(stage.start_epoch, loss, stage.lr))
     callbacks += [Timer(duration=budget, interval="epoch"), EpochStopwatch(), LearningRateMonitor("epoch")]
     if settings.snapshot_minutes:
-        metadata = {"dataset": [data.model_dump() for data in config.data], "config": config.model_dump(mode="json")}
         callbacks.append(Snapshots(settings.snapshot_minutes, run_dir / SNAPSHOT_DIR, config.name, metadata))
     if settings.early_stopping_patience is not None:
         callbacks.append(ConfiguredEarlyStopping(settings.early_stopping_patience))
