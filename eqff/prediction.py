@@ -100,12 +100,6 @@ def predict(
     workers = worker_count(potential, frames)
     if batch_size > 1 and len(frames) > 1:
         batch_size = min(batch_size, frames_per_call_that_fit(potential, frames, workers))
-    predictions: list[Prediction | None] = [None] * len(frames)
-
-    def store(batch: list[int], result: Future | list[Prediction]) -> None:
-        for index, prediction in zip(batch, result.result() if isinstance(result, Future) else result):
-            predictions[index] = prediction
-
     calls = (
         (batch, graphs, periodic)
         for periodic in (False, True)
@@ -113,21 +107,23 @@ def predict(
             potential, frames, [i for i, frame in enumerate(frames) if bool(frame.pbc.all()) == periodic], batch_size
         )
     )
+    predictions: dict[int, Prediction] = {}  # by index into frames
     if workers == 1:
         for batch, graphs, periodic in calls:
-            num_atoms = sum(frames[i].num_atoms for i in batch)
-            with torch_threads(call_threads(num_atoms, potential.threads)):
-                store(batch, _predict_graphs(potential, [frames[i] for i in batch], graphs, periodic))
-        return predictions
-    pending: deque[tuple[list[int], Future]] = deque()  # at most two calls per worker built ahead
-    with torch_threads(1), ThreadPoolExecutor(workers) as pool:
-        for batch, graphs, periodic in calls:
-            pending.append((batch, pool.submit(_predict_graphs, potential, [frames[i] for i in batch], graphs, periodic)))
-            if len(pending) == 2 * workers:
-                store(*pending.popleft())
-        while pending:
-            store(*pending.popleft())
-    return predictions
+            with torch_threads(call_threads(sum(frames[i].num_atoms for i in batch), potential.threads)):
+                predictions.update(zip(batch, _predict_graphs(potential, [frames[i] for i in batch], graphs, periodic)))
+    else:
+        pending: deque[tuple[list[int], Future]] = deque()  # at most two calls per worker built ahead
+        with torch_threads(1), ThreadPoolExecutor(workers) as pool:
+            for batch, graphs, periodic in calls:
+                frames_of_call = [frames[i] for i in batch]
+                pending.append((batch, pool.submit(_predict_graphs, potential, frames_of_call, graphs, periodic)))
+                while len(pending) >= 2 * workers or (pending and pending[0][1].done()):
+                    batch_done, result = pending.popleft()
+                    predictions.update(zip(batch_done, result.result()))
+            for batch_done, result in pending:
+                predictions.update(zip(batch_done, result.result()))
+    return [predictions[i] for i in range(len(frames))]
 
 
 def worker_count(potential: Potential, frames: Sequence[Frame]) -> int:
