@@ -52,12 +52,13 @@ def test_a_model_without_a_domain_is_not_checked():
 
 @pytest.mark.parametrize("path", sorted(SHIPPED_POTENTIALS_DIR.glob("*.eqff")), ids=lambda path: path.stem)
 def test_every_shipped_potential_records_its_molecules(path):
-    """Each rMD17 molecule it was trained on, by reduced formula, with its 950 training frames."""
+    """Each rMD17 molecule it was trained on, by reduced formula, with its number of training frames."""
     _, content = load_model(path)
     formulas = {"aspirin": "C9H8O4", "azobenzene": "C6H5N", "benzene": "CH", "ethanol": "C2H6O",
-                "malonaldehyde": "C3H4O2", "naphthalene": "C5H4", "toluene": "C7H8", "uracil": "C2H2NO"}  # fmt: skip
-    molecules = [data["molecule"] for data in content["metadata"]["config"]["data"]]
-    expected = {formulas[molecule]: 950 for molecule in molecules}
+                "malonaldehyde": "C3H4O2", "naphthalene": "C5H4", "paracetamol": "C8H9NO2", "salicylic": "C7H6O3",
+                "toluene": "C7H8", "uracil": "C2H2NO"}  # fmt: skip
+    sources = content["metadata"]["config"]["data"]
+    expected = {formulas[data["molecule"]]: data["num_train"] for data in sources}
     assert content["metadata"]["training_domain"]["compositions"] == expected
 
 
