@@ -9,6 +9,7 @@ size of the eqff PaiNN timed) and of MACE on the same frames, in the same run.
 """
 
 import argparse
+import inspect
 import itertools
 import multiprocessing
 import os
@@ -545,8 +546,9 @@ def compare_predict(args: argparse.Namespace) -> None:
     """Print eqff.predict's throughput, eager and compiled, beside one calculator call per frame."""
     model = args.model or DEFAULT_POTENTIAL
     row = run_in_fresh_process(time_predict, model, args.data, args.predict)
+    frames_per_call = inspect.signature(predict).parameters["batch_size"].default
     print(f"\neqff.predict: {args.predict} rMD17 aspirin frames, model {Path(model).stem}, float32, cpu, "
-          f"{torch.get_num_threads()} threads; predict's batches (at most 32 frames and {CPU_PAIRS_PER_CALL} pairs "
+          f"{torch.get_num_threads()} threads; predict's batches (at most {frames_per_call} frames and {CPU_PAIRS_PER_CALL} pairs "
           "per call, eager calls one per thread at a time), the calculator's threads (one for molecules)")
     single = row["single_per_s"]
     print(f"  calculator per frame         {single:10.1f} structures/s")
