@@ -33,6 +33,9 @@ MEMORY_FRACTION = 0.5
 """Share of the free memory the batches evaluated at once may take as working memory; the rest
 is left as margin."""
 
+FRAMES_PER_CALL = 32
+"""Most structures in one model call by default (``batch_size``), memory and pairs permitting."""
+
 CPU_PAIRS_PER_CALL = 2400
 """Most neighbour pairs in one model call on CPU. A call's largest tensors are per pair (PaiNN's
 (pairs, 3, F) vector messages); past a few thousand pairs they no longer fit in a core's cache
@@ -57,7 +60,7 @@ class Prediction:
 def predict(
     model: str | os.PathLike | nn.Module | Potential,
     structures: Sequence[Atoms | Frame],
-    batch_size: int = 32,
+    batch_size: int = FRAMES_PER_CALL,
     device: str | torch.device = "cpu",
     dtype: str = "float32",
     threads: int | None = None,

@@ -9,7 +9,6 @@ size of the eqff PaiNN timed) and of MACE on the same frames, in the same run.
 """
 
 import argparse
-import inspect
 import itertools
 import multiprocessing
 import os
@@ -38,7 +37,7 @@ from eqff.nn.forces import compiled_energy_forces, energy_forces_stress
 from eqff.neighbours import edge_lengths
 from eqff.nn.triplets import triplet_indices
 from eqff.potential import Potential
-from eqff.prediction import CPU_PAIRS_PER_CALL, predict
+from eqff.prediction import CPU_PAIRS_PER_CALL, FRAMES_PER_CALL, predict
 from eqff.peers.run import (
     DEFAULT_PEERS_PYTHON, PEER_LABELS, PEERS, missing_peers_python, painn_peer_size, time_peer_training_step,
 )  # fmt: skip
@@ -546,9 +545,8 @@ def compare_predict(args: argparse.Namespace) -> None:
     """Print eqff.predict's throughput, eager and compiled, beside one calculator call per frame."""
     model = args.model or DEFAULT_POTENTIAL
     row = run_in_fresh_process(time_predict, model, args.data, args.predict)
-    frames_per_call = inspect.signature(predict).parameters["batch_size"].default
     print(f"\neqff.predict: {args.predict} rMD17 aspirin frames, model {Path(model).stem}, float32, cpu, "
-          f"{torch.get_num_threads()} threads; predict's batches (at most {frames_per_call} frames and {CPU_PAIRS_PER_CALL} pairs "
+          f"{torch.get_num_threads()} threads; predict's batches (at most {FRAMES_PER_CALL} frames and {CPU_PAIRS_PER_CALL} pairs "
           "per call, eager calls one per thread at a time), the calculator's threads (one for molecules)")
     single = row["single_per_s"]
     print(f"  calculator per frame         {single:10.1f} structures/s")

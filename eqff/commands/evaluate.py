@@ -14,6 +14,7 @@ from eqff.domain import DomainCheck
 from eqff.errors import DataFileError
 from eqff.model_file import load_model
 from eqff.potential import DTYPES, resolve_device
+from eqff.prediction import FRAMES_PER_CALL
 from eqff.train.config import DataConfig
 from eqff.train.dataset import describe_source, read_frames, require_labels
 from eqff.train.metrics import ErrorAccumulator, error_report, evaluate_errors
@@ -38,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", metavar="FOLDER", help="data folder holding rmd17/ and md17/ (default: $EQFF_DATA)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--dtype", choices=sorted(DTYPES), help="default: the dtype the model was saved in")
-    parser.add_argument("--batch-size", type=int, default=32, help="at most this many frames per model call (default 32; fewer where 32 would not fit in half the free memory)")
+    parser.add_argument("--batch-size", type=int, default=FRAMES_PER_CALL, help=f"at most this many frames per model call (default {FRAMES_PER_CALL}; fewer where they would not fit in half the free memory)")
     parser.add_argument("--json", help="also write the results to this JSON file")
 
 

@@ -13,7 +13,7 @@ from torch import nn
 from eqff.data.frames import Frame
 from eqff.data.units import KCAL_PER_MOL, energy_unit_factor
 from eqff.errors import UnknownElementError, element_names
-from eqff.prediction import predict
+from eqff.prediction import FRAMES_PER_CALL, predict
 
 MEV = energy_unit_factor("meV")
 """1 meV in eV."""
@@ -80,7 +80,7 @@ def check_elements(model: nn.Module, frames: list[Frame]) -> None:
 
 
 def evaluate_errors(
-    model: nn.Module, frames: list[Frame], batch_size: int = 32, device: str | torch.device = "cpu"
+    model: nn.Module, frames: list[Frame], batch_size: int = FRAMES_PER_CALL, device: str | torch.device = "cpu"
 ) -> tuple[ErrorAccumulator, ErrorAccumulator]:
     """Energy (per frame, eV) and force-component (eV/Å) errors of ``model`` (in its dtype) on
     labelled ``frames``, predicted in batches by :func:`eqff.prediction.predict` on ``device``."""
@@ -98,7 +98,7 @@ def evaluate_errors(
 
 
 def evaluate(
-    model: nn.Module, frames: list[Frame], batch_size: int = 32, device: str | torch.device = "cpu"
+    model: nn.Module, frames: list[Frame], batch_size: int = FRAMES_PER_CALL, device: str | torch.device = "cpu"
 ) -> dict[str, float | int]:
     """Errors of ``model`` (in its dtype) on labelled ``frames``: see :func:`error_report`."""
     return error_report(*evaluate_errors(model, frames, batch_size, device))
