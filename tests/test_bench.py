@@ -76,6 +76,7 @@ def test_water_trajectory_moves_like_liquid_water():
 
 
 @pytest.mark.skipif(not HAVE_ASPIRIN, reason="rMD17 data not found (set EQFF_DATA)")
+@pytest.mark.compiles
 def test_bench_predict_times_batches_against_single_calls_with_the_same_answers(capsys):
     """Eager and compiled eqff.predict against one calculator call per frame: a rate and a ratio
     for each, and the same energies and forces to float32 round-off."""
@@ -111,6 +112,7 @@ def test_a_process_that_dies_gives_none():
 
 
 @pytest.mark.skipif(not HAVE_ASPIRIN, reason="rMD17 data not found (set EQFF_DATA)")
+@pytest.mark.compiles
 def test_training_step_rows_time_eager_and_compiled_steps(capsys, tmp_path):
     no_peers = tmp_path / "no-venv" / "bin" / "python"
     argv = ["bench", "--architectures", "painn", "--systems", "aspirin", "--dtypes", "float32", "--repeats", "1",

@@ -349,6 +349,7 @@ def test_isolated_atom_has_its_element_offset(gemnet_model):
     assert abs(float(energy) - (-75.1)) < 1e-5
 
 
+@pytest.mark.compiles
 def test_compiled_energy_forces_match_eager_ones(gemnet_model, molecule):
     """The triplet indices enter the compiled graph as inputs (prepare_graph): same energies, forces
     and weight gradients as the eager model, for two batches with different edge lists."""

@@ -417,6 +417,7 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(tmp_path, monkeypatch)
     assert all(torch.equal(model_a[k], model_b[k]) for k in model_a)
 
 
+@pytest.mark.compiles
 def test_compiled_training_steps_reach_the_weights_of_eager_ones(tiny_run, tmp_path):
     """training.compile changes how the steps' energies and forces are computed, not what they are."""
     eager_config, eager_result = tiny_run
