@@ -28,8 +28,8 @@ COMPILED_SIZES = {
     "segnn": {**TINY["segnn"], "l_max": 1, "l_max_attr": 1},
     "tfn": {**TINY["tfn"], "l_max": 1},
 }
-"""The tiny sizes, with SEGNN and TFN at l_max 1: the same modules compile, in half the time
-(SEGNN: 155 against 310 s at l_max 2). GemNet-T's compiled energies, forces and weight gradients
+"""The tiny sizes, with SEGNN and TFN at l_max 1: the same modules compile, in about half the
+time that l_max 2 takes. GemNet-T's compiled energies, forces and weight gradients
 are checked in test_gemnet.py (test_compiled_energy_forces_match_eager_ones), through the same
 compiled function."""
 
