@@ -13,7 +13,9 @@ from eqff.data.graph import atoms_to_graph
 from eqff.errors import ModelCompileError
 from eqff.models import build_model
 from eqff.nn.forces import compiled_energy_forces
+from eqff.nn.species import sum_per_frame
 from eqff.potential import Potential
+from eqff.threads import torch_threads
 from tiny_models import TINY
 
 
@@ -124,3 +126,14 @@ def test_a_compiled_function_that_fails_to_recompile_goes_on_eagerly(molecule):
         out = function(graph, compute_stress=False)
     assert function.compiled is None and function.compile is False
     torch.testing.assert_close(out[keys.FORCES], -2 * graph[keys.POSITIONS])
+
+
+@pytest.mark.compiles
+def test_frame_energies_compile_for_two_threads():
+    """Summing the float64 atomic energies of one frame as large as water-1029 compiles for two CPU
+    threads and gives their sum (TorchInductor could not generate that code for a scatter-add)."""
+    atomic_energies = torch.rand(1029, dtype=torch.float64)  # (n,) eV
+    batch = torch.zeros(1029, dtype=torch.long)  # (n,) one frame
+    with torch_threads(2):
+        energy = torch.compile(sum_per_frame, dynamic=True)(atomic_energies, batch, 1)  # (1,)
+    torch.testing.assert_close(energy, atomic_energies.sum().unsqueeze(0), rtol=1e-12, atol=1e-12)

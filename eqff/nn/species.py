@@ -4,7 +4,6 @@ import torch
 from torch import nn
 
 from eqff.errors import UnknownElementError, element_names
-from eqff.nn.scatter import scatter_sum
 
 MAX_ATOMIC_NUMBER = 118
 
@@ -82,5 +81,12 @@ class PerElementScaleShift(nn.Module):
 
 
 def sum_per_frame(atomic_energies: torch.Tensor, batch: torch.Tensor, num_frames: int) -> torch.Tensor:
-    """(n,) per-atom energies → (num_frames,) totals."""
-    return scatter_sum(atomic_energies, batch, num_frames)
+    """(n,) per-atom energies → (num_frames,) totals.
+
+    A product with the (num_frames, n) frame-membership matrix rather than a scatter: TorchInductor
+    could not generate multi-threaded CPU code for a float64 scatter-add (torch 2.13), so compiling
+    a model's energy on a structure large enough for two threads failed.
+    """
+    frames = torch.arange(num_frames, device=batch.device).unsqueeze(1)  # (num_frames, 1)
+    membership = (batch.unsqueeze(0) == frames).to(atomic_energies.dtype)  # (num_frames, n)
+    return membership @ atomic_energies
