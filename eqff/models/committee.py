@@ -43,7 +43,7 @@ from eqff.data import keys
 from eqff.models.energy_model import EnergyModel
 from eqff.models.hyperparameters import constructor_arguments
 from eqff.nn.forces import graph_for_model
-from eqff.nn.scatter import scatter_sum
+from eqff.nn.species import sum_per_frame
 
 
 class Committee(EnergyModel):
@@ -110,7 +110,7 @@ class Committee(EnergyModel):
             outputs.append(member(member_graph)[keys.ATOMIC_ENERGIES])  # (n,): its scale-shift is the identity
         member_atomic_energies = self.scale_shift(torch.stack(outputs), species)  # (K, n) float64
         num_frames = graph[keys.CELL].shape[0]
-        member_energies = scatter_sum(member_atomic_energies.T, graph[keys.BATCH], num_frames).T  # (K, B)
+        member_energies = sum_per_frame(member_atomic_energies, graph[keys.BATCH], num_frames)  # (K, B)
         return {
             keys.ENERGY: member_energies.mean(dim=0),
             keys.ATOMIC_ENERGIES: member_atomic_energies.mean(dim=0),

@@ -81,7 +81,7 @@ class PerElementScaleShift(nn.Module):
 
 
 def sum_per_frame(atomic_energies: torch.Tensor, batch: torch.Tensor, num_frames: int) -> torch.Tensor:
-    """(n,) per-atom energies → (num_frames,) totals.
+    """(..., n) per-atom energies → (..., num_frames) totals (a committee's (K, n) → (K, B)).
 
     A product with the (num_frames, n) frame-membership matrix rather than a scatter: TorchInductor
     could not generate multi-threaded CPU code for a float64 scatter-add (torch 2.13), so compiling
@@ -89,4 +89,4 @@ def sum_per_frame(atomic_energies: torch.Tensor, batch: torch.Tensor, num_frames
     """
     frames = torch.arange(num_frames, device=batch.device).unsqueeze(1)  # (num_frames, 1)
     membership = (batch.unsqueeze(0) == frames).to(atomic_energies.dtype)  # (num_frames, n)
-    return membership @ atomic_energies
+    return atomic_energies @ membership.T
