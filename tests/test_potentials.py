@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from eqff import EqffCalculator
-from eqff.model_file import SHIPPED_POTENTIALS_DIR, load_model, shipped_potentials
+from eqff.model_file import SHIPPED_POTENTIALS_DIR, load_model, read_model_file, shipped_potentials
+from eqff.testing.physics import check_forces_match_finite_differences, check_rotation_invariance
 from eqff.train.splits import read_split
 from golden import GOLDEN_FILE, RELATIVE_TOLERANCE, differences, example_structure, golden_values
 
@@ -27,6 +28,19 @@ def test_model_file_loads_with_weights_only(name):
     content = torch.load(path, map_location="cpu", weights_only=True)
     model, checked = load_model(path)
     assert checked["architecture"] == content["architecture"] and model.elements
+
+
+EXACTLY_INVARIANT = [name for name in POTENTIALS if read_model_file(SHIPPED_POTENTIALS_DIR / f"{name}.eqff")["architecture"] != "ponita"]
+"""The shipped potentials whose energy is invariant to float round-off (PONITA's only up to its sphere grid)."""
+
+
+@pytest.mark.parametrize("name", EXACTLY_INVARIANT)
+def test_trained_weights_pass_the_physics_checks_in_float64(name):
+    """Invariance to 1e-10 relative and forces against finite differences, with the trained weights."""
+    model, _ = load_model(SHIPPED_POTENTIALS_DIR / f"{name}.eqff", torch.float64)
+    atoms = example_structure(name)
+    check_rotation_invariance(model, atoms)
+    check_forces_match_finite_differences(model, atoms)
 
 
 @pytest.mark.parametrize("name", POTENTIALS)

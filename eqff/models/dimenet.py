@@ -288,7 +288,12 @@ class OutputBlocks(nn.Module):
 class DimeNetPlusPlus(TripletEnergyModel):
     """DimeNet++ energy model (forces by autograd through :mod:`eqff.nn.forces`).
 
-    The defaults are the paper's hyperparameters (those of its QM9 and MD17 models).
+    The defaults are eqff's DimeNet++ size, that of its configs: the paper's hyperparameters
+    (those of its QM9 and MD17 models) except, as for eqff's GemNet-T, 3 blocks rather than 4 and
+    half the widths: 64 for the messages (paper 128), 32 in the triplet step (paper 64), 128 in
+    the output MLPs (paper 256); the basis bottleneck stays 8. On a 2-core CPU the paper's size
+    cost about 1.5 GemNet-T calls on aspirin, this one less than one (``eqff bench``;
+    training/README.md, "DimeNet++'s size").
 
     Args:
         elements: atomic numbers the model knows (its embedding rows, in this order).
@@ -314,11 +319,11 @@ class DimeNetPlusPlus(TripletEnergyModel):
         self,
         elements: list[int],
         cutoff: float = 5.0,
-        hidden_channels: int = 128,
-        num_blocks: int = 4,
-        int_emb_size: int = 64,
+        hidden_channels: int = 64,
+        num_blocks: int = 3,
+        int_emb_size: int = 32,
         basis_emb_size: int = 8,
-        out_emb_channels: int = 256,
+        out_emb_channels: int = 128,
         num_spherical: int = 7,
         num_radial: int = 6,
         envelope_exponent: int = 5,

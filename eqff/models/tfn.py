@@ -52,7 +52,7 @@ messages add up coherently, to features of mean square about 20 by the third lay
 Precision: e3nn computes the Clebsch–Gordan coefficients of a tensor product in the default
 dtype when it builds it, as in :mod:`eqff.models.segnn`: a model built in float32 and cast to
 float64 is equivariant to about 1e-8 (relative); one built while the default dtype is float64 is
-exact in float64.
+exact in float64, and so is a model loaded from a file.
 
 TorchScript: :meth:`TFN.__prepare_scriptable__` hands TorchScript a copy whose e3nn gates are
 compiled by e3nn (:func:`eqff.nn.steerable.with_compiled_gates`); ``torch.jit.script(model)``
@@ -75,6 +75,7 @@ from eqff.nn.scatter import scatter_sum
 from eqff.nn.steerable import (
     EVEN_SCALAR,
     SteerableLayer,
+    keep_own_wigner_3j,
     scalar_gate,
     with_compiled_gates,
 )
@@ -198,6 +199,7 @@ class TFN(EnergyModel):
     ) -> None:
         super().__init__(elements, cutoff)
         self.hyperparameters = constructor_arguments(locals())
+        self.register_load_state_dict_pre_hook(keep_own_wigner_3j)
         self.hyperparameters["average_num_neighbours"] = float(average_num_neighbours)
         if num_layers < 1:
             raise ValueError(f"num_layers must be at least 1, got {num_layers}")

@@ -29,6 +29,21 @@ EVEN_SCALAR = o3.Irrep(0, 1)
 """0e: the irrep of invariant scalars, the only one that may carry a bias."""
 
 
+
+def keep_own_wigner_3j(module: nn.Module, state_dict: dict[str, torch.Tensor], prefix: str, *_) -> None:
+    """A ``load_state_dict`` pre-hook for models holding e3nn tensor products: keep the model's
+    own Wigner 3j symbols (the Clebsch–Gordan coefficients) instead of those in ``state_dict``.
+
+    e3nn stores each product's symbols as buffers (``…._w3j_l1_l2_l3``), computed in float64 and
+    rounded to the dtype the model was built in, so a model trained in float32 saves them rounded
+    to float32. Keeping the model's own lets a model built in float64
+    (:func:`eqff.model_file.load_model`) be equivariant to float64 precision with its float32
+    weights; for a model built in float32 they are the same numbers.
+    """
+    for name, buffer in module.named_buffers():
+        if "._w3j_" in f".{name}" and prefix + name in state_dict:
+            state_dict[prefix + name] = buffer.detach()
+
 def balanced_irreps(
     num_features: int, l_max: int, balance: Literal["dimension", "multiplicity"] = "dimension"
 ) -> o3.Irreps:
