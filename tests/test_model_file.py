@@ -17,6 +17,7 @@ from eqff.model_file import FORMAT, FORMAT_VERSION, load_model, read_model_file,
 from eqff.models import ARCHITECTURES
 from eqff.potential import Potential
 from eqff.testing import evaluate
+from eqff.testing.physics import check_rotation_invariance
 from tiny_models import TINY
 
 
@@ -78,6 +79,23 @@ class TestRoundTrip:
         assert content["dtype"] == "float64"
         for name, value in loaded.state_dict().items():
             assert torch.equal(value, model.state_dict()[name]), name
+
+    @pytest.mark.parametrize("architecture, hyperparameters", [("segnn", TINY["segnn"]), ("tfn", {})])
+    def test_float32_e3nn_model_loads_exactly_equivariant_in_float64(
+        self, architecture, hyperparameters, molecule, tmp_path
+    ):
+        """A model built and saved in float32 holds float32-rounded Clebsch–Gordan coefficients;
+        loaded in float64 it must be invariant to float64 precision, as cast in place it is not
+        (TFN at its default size: the tiny one's rounding error stays below the tolerance)."""
+        torch.manual_seed(0)
+        model = ARCHITECTURES[architecture](elements=[1, 6, 7, 8], cutoff=3.0, **hyperparameters)
+        with torch.no_grad():
+            for parameter in model.parameters():
+                parameter.mul_(3.0)  # larger activations, as trained weights have: the rounding shows
+        loaded, _ = load_model(save_model(tmp_path / "float32.eqff", model), dtype=torch.float64)
+        check_rotation_invariance(loaded, molecule)
+        with pytest.raises(AssertionError, match="rotation"):
+            check_rotation_invariance(model.double(), molecule)
 
     def test_plain_torch_load_with_weights_only(self, saved, painn_model):
         content = torch.load(saved, weights_only=True)

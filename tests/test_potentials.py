@@ -30,7 +30,9 @@ def test_model_file_loads_with_weights_only(name):
     assert checked["architecture"] == content["architecture"] and model.elements
 
 
-EXACTLY_INVARIANT = [name for name in POTENTIALS if read_model_file(SHIPPED_POTENTIALS_DIR / f"{name}.eqff")["architecture"] != "ponita"]
+EXACTLY_INVARIANT = [
+    name for name in POTENTIALS if read_model_file(SHIPPED_POTENTIALS_DIR / f"{name}.eqff")["architecture"] != "ponita"
+]
 """The shipped potentials whose energy is invariant to float round-off (PONITA's only up to its sphere grid)."""
 
 
