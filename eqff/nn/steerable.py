@@ -29,7 +29,6 @@ EVEN_SCALAR = o3.Irrep(0, 1)
 """0e: the irrep of invariant scalars, the only one that may carry a bias."""
 
 
-
 def keep_own_wigner_3j(module: nn.Module, state_dict: dict[str, torch.Tensor], prefix: str, *_) -> None:
     """A ``load_state_dict`` pre-hook for models holding e3nn tensor products: keep the model's
     own Wigner 3j symbols (the Clebsch–Gordan coefficients) instead of those in ``state_dict``.
