@@ -13,8 +13,6 @@ No classes are pickled; an unreadable, altered or inconsistent file raises :clas
 
 import hashlib
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -151,24 +149,11 @@ def load_model(path: str | os.PathLike, dtype: torch.dtype | None = None) -> tup
     """
     content = read_model_file(path)
     try:
-        # Built in float64, so that constants computed at construction (e3nn's Clebsch–Gordan
-        # coefficients, eqff.nn.steerable.keep_own_wigner_3j) are exact in a float64 model, and
-        # cast before loading, so that float64 weights are not rounded through a float32 model.
-        with default_dtype(torch.float64):
-            model = build_model(content["architecture"], content["hyperparameters"])
+        # Cast before loading, so that float64 weights are not rounded through a float32 model
+        # (and e3nn's Clebsch–Gordan coefficients are exact: eqff.nn.steerable.exact_wigner_3j).
+        model = build_model(content["architecture"], content["hyperparameters"])
         model = model.to(dtype or _DTYPES[content["dtype"]])
         model.load_state_dict(content["state_dict"])
     except (ValueError, RuntimeError) as error:
         raise ModelFileError(f"{path}: weights do not fit the stored architecture: {error}") from None
     return model.eval(), content
-
-
-@contextmanager
-def default_dtype(dtype: torch.dtype) -> Iterator[None]:
-    """Run the block with torch's default floating dtype set to ``dtype``, then restore it."""
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(previous)

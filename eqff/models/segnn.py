@@ -47,9 +47,8 @@ Precision: e3nn computes the Clebsch–Gordan coefficients of a tensor product (
 with the weights) in the default dtype when it builds the product. A model built in float32, as
 eqff's training builds them, and cast to float64 is therefore equivariant to about 1e-8
 (relative) rather than to float64 precision; one built while the default dtype is float64 is
-exact in float64. Model files are therefore loaded into a model built in float64
-(:func:`eqff.model_file.load_model`), which keeps its own coefficients rather than the file's
-(:func:`eqff.nn.steerable.keep_own_wigner_3j`).
+exact in float64. A model loaded from a file (:func:`eqff.model_file.load_model`) gets exact
+coefficients in its dtype rather than the file's (:func:`eqff.nn.steerable.exact_wigner_3j`).
 
 TorchScript: e3nn's gate holds activations that only its own compiler can handle, so
 :meth:`SEGNN.__prepare_scriptable__` (called by :func:`torch.jit.script`) hands TorchScript a
@@ -79,7 +78,7 @@ from eqff.nn.steerable import (
     balanced_irreps,
     even_scalar_indices,
     irrep_copy_index,
-    keep_own_wigner_3j,
+    exact_wigner_3j,
 )
 
 RADIAL_HIDDEN = 64
@@ -199,7 +198,7 @@ class SEGNN(EnergyModel):
     ) -> None:
         super().__init__(elements, cutoff)
         self.hyperparameters = constructor_arguments(locals())
-        self.register_load_state_dict_pre_hook(keep_own_wigner_3j)
+        self.register_load_state_dict_pre_hook(exact_wigner_3j)
         self.hyperparameters["average_num_neighbours"] = float(average_num_neighbours)
         if num_layers < 1:
             raise ValueError(f"num_layers must be at least 1, got {num_layers}")

@@ -75,7 +75,7 @@ from eqff.nn.scatter import scatter_sum
 from eqff.nn.steerable import (
     EVEN_SCALAR,
     SteerableLayer,
-    keep_own_wigner_3j,
+    exact_wigner_3j,
     scalar_gate,
     with_compiled_gates,
 )
@@ -199,7 +199,7 @@ class TFN(EnergyModel):
     ) -> None:
         super().__init__(elements, cutoff)
         self.hyperparameters = constructor_arguments(locals())
-        self.register_load_state_dict_pre_hook(keep_own_wigner_3j)
+        self.register_load_state_dict_pre_hook(exact_wigner_3j)
         self.hyperparameters["average_num_neighbours"] = float(average_num_neighbours)
         if num_layers < 1:
             raise ValueError(f"num_layers must be at least 1, got {num_layers}")

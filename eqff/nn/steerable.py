@@ -29,19 +29,22 @@ EVEN_SCALAR = o3.Irrep(0, 1)
 """0e: the irrep of invariant scalars, the only one that may carry a bias."""
 
 
-def keep_own_wigner_3j(module: nn.Module, state_dict: dict[str, torch.Tensor], prefix: str, *_) -> None:
-    """A ``load_state_dict`` pre-hook for models holding e3nn tensor products: keep the model's
-    own Wigner 3j symbols (the Clebsch–Gordan coefficients) instead of those in ``state_dict``.
+def exact_wigner_3j(module: nn.Module, state_dict: dict[str, torch.Tensor], prefix: str, *_) -> None:
+    """A ``load_state_dict`` pre-hook for models holding e3nn tensor products: load their Wigner
+    3j symbols (the Clebsch–Gordan coefficients) exact in the model's dtype, not as saved.
 
-    e3nn stores each product's symbols as buffers (``…._w3j_l1_l2_l3``), computed in float64 and
-    rounded to the dtype the model was built in, so a model trained in float32 saves them rounded
-    to float32. Keeping the model's own lets a model built in float64
-    (:func:`eqff.model_file.load_model`) be equivariant to float64 precision with its float32
-    weights; for a model built in float32 they are the same numbers.
+    e3nn stores each product's symbols as buffers (``…._w3j_l1_l2_l3``), rounded to the dtype the
+    model was built in, so a model trained in float32 saves them rounded to float32, and a model
+    loaded from it in float64 would be equivariant only to about 1e-8. Replacing them by
+    :func:`e3nn.o3.wigner_3j` in the model's dtype makes it equivariant to float64 precision; in
+    float32 they are the numbers saved.
     """
     for name, buffer in module.named_buffers():
-        if "._w3j_" in f".{name}" and prefix + name in state_dict:
-            state_dict[prefix + name] = buffer.detach()
+        key = prefix + name
+        if "_w3j_" in name.rsplit(".", 1)[-1] and key in state_dict:
+            l1, l2, l3 = (int(l) for l in name.rsplit("_w3j_", 1)[1].split("_"))
+            state_dict[key] = o3.wigner_3j(l1, l2, l3, dtype=buffer.dtype, device=buffer.device)
+
 
 def balanced_irreps(
     num_features: int, l_max: int, balance: Literal["dimension", "multiplicity"] = "dimension"
