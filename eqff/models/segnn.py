@@ -77,8 +77,8 @@ from eqff.nn.steerable import (
     SteerableLayer,
     balanced_irreps,
     even_scalar_indices,
-    irrep_copy_index,
     exact_wigner_3j,
+    irrep_copy_index,
 )
 
 RADIAL_HIDDEN = 64
