@@ -18,6 +18,7 @@ from eqff.errors import ModelFileError
 from eqff.model_file import resolve_model_path, save_model
 from eqff.models import build_model
 from eqff.report.measurements import NVEResult, NVTResult, training_data
+from eqff.report.progress import MeasuredStore, result_from_json, result_to_json
 from eqff.peers.run import check_peers_python
 from tiny_models import TINY
 
@@ -147,3 +148,39 @@ def test_a_tiny_taxonomy_report_of_random_models_lists_them_in_taxonomy_order(tm
     assert table_lines[3].startswith(f"| {files[0]} | non-linear | R³ | ethanol |")
     record = json.loads((tmp_path / "report.json").read_text())["models"]
     assert list(record) == [files[1], files[0]] and record[files[0]]["message"] == "non-linear"
+
+    # run again with the same output: every measurement is reused, none is made, the table is the same
+    def measuring_again(*args, **kwargs):
+        raise AssertionError("a saved measurement was measured again")
+
+    for name in ("run_in_fresh_process", "errors_on_test_set", "rotation_error", "nve_drift", "nvt_stability"):
+        monkeypatch.setattr(f"eqff.commands.report.{name}", measuring_again)
+    table = (tmp_path / "report.md").read_text()
+    assert main(argv) == 0
+    assert (tmp_path / "report.md").read_text() == table
+
+
+def test_nve_and_nvt_results_survive_their_json_round_trip():
+    nve, nvt = _results()
+    nve = NVEResult(**{**nve.__dict__, "time_ps": np.array([0.0, 0.005]), "total_energy": np.array([0.0, 1e-7])})
+    for result in (nve, nvt):
+        back = result_from_json(type(result), json.loads(json.dumps(result_to_json(result))))
+        for name, value in result.__dict__.items():
+            np.testing.assert_array_equal(getattr(back, name), value)
+
+
+def test_a_saved_measurement_is_reused_only_for_the_same_weights_and_settings(tmp_path, capsys):
+    def model_file(seed: int) -> str:
+        torch.manual_seed(seed)
+        model = build_model("schnet", {"elements": [1, 6, 8], "cutoff": 4.0, **TINY["schnet"]})
+        return str(save_model(tmp_path / "schnet.eqff", model))
+
+    store = MeasuredStore(tmp_path / "measured")
+    model = model_file(seed=0)
+    store.save(model, "nve", {"picoseconds": 10.0}, {"drift": 0.5})
+    assert store.load(model, "nve", {"picoseconds": 10.0}) == {"drift": 0.5}
+    assert "reusing its nve measurement" in capsys.readouterr().out
+    assert store.load(model, "nve", {"picoseconds": 5.0}) is None
+    assert store.load(model, "nvt", {"picoseconds": 10.0}) is None
+    retrained = model_file(seed=1)  # other weights in the same file
+    assert MeasuredStore(tmp_path / "measured").load(retrained, "nve", {"picoseconds": 10.0}) is None

@@ -13,7 +13,9 @@ message, then features on R³, on R³×S² or steerable, and the two answers are
 model's name.
 
 Writes ``report.md`` (the table), ``report.json`` and the plots ``speed.png``, ``nve.png`` and
-``nvt.png`` into ``--output``.
+``nvt.png`` into ``--output``. Each model's finished measurements are kept in ``--output``'s
+``measured/`` folder as they finish, so that the same command, run again after an interruption,
+continues where it stopped (:mod:`eqff.report.progress`).
 """
 
 import argparse
@@ -32,13 +34,14 @@ from eqff.commands.bench import run_in_fresh_process, time_row
 from eqff.model_file import load_model, read_model_file, shipped_potentials
 from eqff.models.taxonomy import TAXONOMY, Taxonomy, taxonomy_order
 from eqff.report.measurements import (
-    NVE_DTYPE, NVT_DTYPE, TIMESTEP, NVEResult, NVTResult, errors_on_test_set, nve_drift, nvt_stability, rotation_error,
-    training_data,
+    NVE_DTYPE, NVT_DTYPE, TIMESTEP, NVEResult, NVTResult, TrainingData, errors_on_test_set, nve_drift, nvt_stability,
+    rotation_error, training_data,
 )  # fmt: skip
 from eqff.peers.run import (
     DEFAULT_NEQUIP_PYTHON, DEFAULT_PEERS_PYTHON, NEQUIP, PEER_LABELS, PEERS, check_peers_python, time_peer,
 )  # fmt: skip
 from eqff.report.plots import plot_nve, plot_nvt, plot_speed
+from eqff.report.progress import MEASURED_FOLDER, MeasuredStore, result_from_json, result_to_json
 from eqff.md.systems import WATER_BOXES, benchmark_system
 
 
@@ -74,18 +77,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", type=Path, default=Path("report"), help="folder for the table and plots")
 
 
-def measure_speeds(args: argparse.Namespace, models: list[str], peers: tuple[str, ...]) -> dict[str, dict[str, float]]:
+def measure_speeds(args: argparse.Namespace, models: list[str], peers: tuple[str, ...],
+                   store: MeasuredStore) -> dict[str, dict[str, float]]:  # fmt: skip
     """ms per call, ``speeds[name][system]``: median over ``--rounds`` measurements taken in turn.
 
     eqff's calls are timed as the calculator makes them in a run longer than its compile time:
-    compiled for the architectures it compiles (:data:`eqff.compilation.COMPILE_SECONDS`).
+    compiled for the architectures it compiles (:data:`eqff.compilation.COMPILE_SECONDS`). A model's
+    speeds saved in ``store`` under the same settings are reused; the others (and the peers') are measured.
     """
-    compiled = {model: load_model(model)[1]["architecture"] in COMPILE_SECONDS for model in models}
+    settings = {"systems": args.systems, "dtype": SPEED_DTYPE, "repeats": args.repeats, "rounds": args.rounds}
+    speeds = {model: saved for model in models if (saved := store.load(model, "speed", settings)) is not None}
+    to_measure = [model for model in models if model not in speeds]
+    compiled = {model: load_model(model)[1]["architecture"] in COMPILE_SECONDS for model in to_measure}
     samples: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for round_ in range(1, args.rounds + 1):
         for system in args.systems:
             atoms = benchmark_system(system, args.data)
-            for model in models:
+            for model in to_measure:
                 row = run_in_fresh_process(
                     time_row, model, system, args.data, "cpu", SPEED_DTYPE, args.repeats, None, "rattle", compiled[model]
                 )
@@ -98,7 +106,38 @@ def measure_speeds(args: argparse.Namespace, models: list[str], peers: tuple[str
                 if round_ == 1 and system == args.peer_systems[0]:
                     print(f"  {PEER_LABELS[peer]}: {record['description']}; versions {record['versions']}")
                 print(f"  round {round_}: {PEER_LABELS[peer]:<24} {system:<11} {record['ms']:9.2f} ms", flush=True)
-    return {name: {system: float(np.median(values)) for system, values in rows.items()} for name, rows in samples.items()}
+    measured = {name: {system: float(np.median(values)) for system, values in rows.items()} for name, rows in samples.items()}
+    for model in to_measure:
+        store.save(model, "speed", settings, measured[model])
+    return {**{model: speeds.get(model) or measured[model] for model in models},
+            **{label: ms for label, ms in measured.items() if label not in models}}  # fmt: skip
+
+
+def measure_model(model: str, data: TrainingData, args: argparse.Namespace,
+                  store: MeasuredStore) -> tuple[dict, NVEResult, NVTResult]:  # fmt: skip
+    """``model``'s test errors (with the rotation error), NVE run and NVT run; each taken from ``store`` when
+    saved there under the same settings, else measured and saved at once."""
+    data_settings = {"molecule": data.molecule, "split": data.split}
+    errors = store.load(model, "errors", data_settings)
+    if errors is None:
+        errors = errors_on_test_set(model, data, args.data)
+        errors["rotation_energy_error_meV"] = rotation_error(model, data, args.data)
+        store.save(model, "errors", data_settings, errors)
+    nve_settings = {**data_settings, "picoseconds": args.nve_ps}
+    saved_nve = store.load(model, "nve", nve_settings)
+    if saved_nve is None:
+        nve = nve_drift(model, data, args.nve_ps, args.data)
+        store.save(model, "nve", nve_settings, result_to_json(nve))
+    else:
+        nve = result_from_json(NVEResult, saved_nve)
+    nvt_settings = {**data_settings, "picoseconds": args.nvt_ps}
+    saved_nvt = store.load(model, "nvt", nvt_settings)
+    if saved_nvt is None:
+        nvt = nvt_stability(model, data, args.nvt_ps, args.data)
+        store.save(model, "nvt", nvt_settings, result_to_json(nvt))
+    else:
+        nvt = result_from_json(NVTResult, saved_nvt)
+    return errors, nve, nvt
 
 
 def timed_peers(args: argparse.Namespace) -> tuple[str, ...]:
@@ -209,14 +248,12 @@ def run(args: argparse.Namespace) -> int:
           f"{torch.get_num_threads()} threads")
     print(f"speed: {SPEED_DTYPE} on the CPU through each package's ASE calculator, median of {args.repeats} calls "
           f"after 3 warm-up calls, {args.rounds} rounds in turn")
-    speeds = measure_speeds(args, models, peers)
+    store = MeasuredStore(args.output / MEASURED_FOLDER)
+    speeds = measure_speeds(args, models, peers, store)
     errors, nve, nvt = {}, {}, {}
     for model in models:
         print(f"{model}: rMD17 {data[model].molecule} split {data[model].split}", flush=True)
-        errors[model] = errors_on_test_set(model, data[model], args.data)
-        errors[model]["rotation_energy_error_meV"] = rotation_error(model, data[model], args.data)
-        nve[model] = nve_drift(model, data[model], args.nve_ps, args.data)
-        nvt[model] = nvt_stability(model, data[model], args.nvt_ps, args.data)
+        errors[model], nve[model], nvt[model] = measure_model(model, data[model], args, store)
     rows = table(models, {m: d.molecule for m, d in data.items()}, errors, speeds, nve, nvt)
     if args.taxonomy:
         rows = with_taxonomy(rows, architectures)
