@@ -41,7 +41,7 @@ from eqff.peers.run import (
     DEFAULT_NEQUIP_PYTHON, DEFAULT_PEERS_PYTHON, NEQUIP, PEER_LABELS, PEERS, check_peers_python, time_peer,
 )  # fmt: skip
 from eqff.report.plots import plot_nve, plot_nvt, plot_speed
-from eqff.report.progress import MEASURED_FOLDER, MeasuredStore, result_from_json, result_to_json
+from eqff.report.progress import MEASURED_FOLDER, MeasuredStore
 from eqff.md.systems import WATER_BOXES, benchmark_system
 
 
@@ -123,20 +123,10 @@ def measure_model(model: str, data: TrainingData, args: argparse.Namespace,
         errors = errors_on_test_set(model, data, args.data)
         errors["rotation_energy_error_meV"] = rotation_error(model, data, args.data)
         store.save(model, "errors", data_settings, errors)
-    nve_settings = {**data_settings, "picoseconds": args.nve_ps}
-    saved_nve = store.load(model, "nve", nve_settings)
-    if saved_nve is None:
-        nve = nve_drift(model, data, args.nve_ps, args.data)
-        store.save(model, "nve", nve_settings, result_to_json(nve))
-    else:
-        nve = result_from_json(NVEResult, saved_nve)
-    nvt_settings = {**data_settings, "picoseconds": args.nvt_ps}
-    saved_nvt = store.load(model, "nvt", nvt_settings)
-    if saved_nvt is None:
-        nvt = nvt_stability(model, data, args.nvt_ps, args.data)
-        store.save(model, "nvt", nvt_settings, result_to_json(nvt))
-    else:
-        nvt = result_from_json(NVTResult, saved_nvt)
+    nve = store.result(model, "nve", {**data_settings, "picoseconds": args.nve_ps}, NVEResult,
+                       lambda: nve_drift(model, data, args.nve_ps, args.data))  # fmt: skip
+    nvt = store.result(model, "nvt", {**data_settings, "picoseconds": args.nvt_ps}, NVTResult,
+                       lambda: nvt_stability(model, data, args.nvt_ps, args.data))  # fmt: skip
     return errors, nve, nvt
 
 

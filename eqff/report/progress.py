@@ -11,6 +11,7 @@ measured again and overwrites it. Deleting the folder starts the report afresh.
 import dataclasses
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,16 @@ class MeasuredStore:
         """Write the ``kind`` measurement ``value`` (JSON values) of ``model`` made under ``settings``."""
         self.folder.mkdir(parents=True, exist_ok=True)
         write_json_atomic(self._path(model, kind), {"key": self._key(model, settings), "value": value})
+
+    def result(self, model: str, kind: str, settings: dict[str, Any], result_type: type, measure: Callable[[], Any]) -> Any:
+        """The saved ``kind`` result (a dataclass of ``result_type``, see :func:`result_to_json`) of ``model`` under
+        ``settings``; else ``measure()``, saved at once."""
+        saved = self.load(model, kind, settings)
+        if saved is not None:
+            return result_from_json(result_type, saved)
+        measured = measure()
+        self.save(model, kind, settings, result_to_json(measured))
+        return measured
 
     def _key(self, model: str, settings: dict[str, Any]) -> dict:
         """What a saved measurement must match to be reused: the weights' digest and the settings."""
