@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from eqff.train.splits import write_json_atomic
 from eqff.model_file import read_model_file
+from eqff.train.splits import write_json_atomic
 
 MEASURED_FOLDER = "measured"
 """Subfolder of the report's ``--output`` that holds the finished measurements."""
