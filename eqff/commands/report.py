@@ -118,11 +118,9 @@ def measure_model(model: str, data: TrainingData, args: argparse.Namespace,
     """``model``'s test errors (with the rotation error), NVE run and NVT run; each taken from ``store`` when
     saved there under the same settings, else measured and saved at once."""
     data_settings = {"molecule": data.molecule, "split": data.split}
-    errors = store.load(model, "errors", data_settings)
-    if errors is None:
-        errors = errors_on_test_set(model, data, args.data)
-        errors["rotation_energy_error_meV"] = rotation_error(model, data, args.data)
-        store.save(model, "errors", data_settings, errors)
+    errors = store.value(model, "errors", data_settings, lambda: {
+        **errors_on_test_set(model, data, args.data), "rotation_energy_error_meV": rotation_error(model, data, args.data),
+    })  # fmt: skip
     nve = store.result(model, "nve", {**data_settings, "picoseconds": args.nve_ps}, NVEResult,
                        lambda: nve_drift(model, data, args.nve_ps, args.data))  # fmt: skip
     nvt = store.result(model, "nvt", {**data_settings, "picoseconds": args.nvt_ps}, NVTResult,

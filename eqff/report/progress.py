@@ -52,15 +52,20 @@ class MeasuredStore:
         self.folder.mkdir(parents=True, exist_ok=True)
         write_json_atomic(self._path(model, kind), {"key": self._key(model, settings), "value": value})
 
-    def result(self, model: str, kind: str, settings: dict[str, Any], result_type: type, measure: Callable[[], Any]) -> Any:
-        """The saved ``kind`` result (a dataclass of ``result_type``, see :func:`result_to_json`) of ``model`` under
-        ``settings``; else ``measure()``, saved at once."""
+    def value(self, model: str, kind: str, settings: dict[str, Any], measure: Callable[[], dict]) -> dict:
+        """The saved ``kind`` measurement (JSON values) of ``model`` under ``settings``; else ``measure()``,
+        saved at once."""
         saved = self.load(model, kind, settings)
         if saved is not None:
-            return result_from_json(result_type, saved)
+            return saved
         measured = measure()
-        self.save(model, kind, settings, result_to_json(measured))
+        self.save(model, kind, settings, measured)
         return measured
+
+    def result(self, model: str, kind: str, settings: dict[str, Any], result_type: type, measure: Callable[[], Any]) -> Any:
+        """As :meth:`value` for a dataclass of ``result_type`` (see :func:`result_to_json`): a fresh result is
+        returned as it is saved, so that a continued report reads the same numbers as an uninterrupted one."""
+        return result_from_json(result_type, self.value(model, kind, settings, lambda: result_to_json(measure())))
 
     def _key(self, model: str, settings: dict[str, Any]) -> dict:
         """What a saved measurement must match to be reused: the weights' digest and the settings."""
